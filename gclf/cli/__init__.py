@@ -1,0 +1,68 @@
+"""The ``gclf`` command: a thin click group over the library.
+
+Start-up imports neither torch nor librosa: every command imports what it needs inside its body.
+User errors (:class:`gclf.errors.GclfError`) print one line on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import GclfError
+from .common import CONTEXT
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="gclf")
+def cli() -> None:
+    """gclf: a tiny male/female voice classifier, carried down to fixed-point hardware.
+
+    \b
+    Typical flow:
+      gclf extract --data DIR --store   LibriSpeech FLAC -> MFCC cache in pkl_data/
+      gclf train                        k-fold speaker-disjoint CV -> runs/model/
+      gclf evaluate --model runs/model  accuracy on held-out speakers
+      gclf demo                         all of it on synthetic speech, no download
+    """
+
+
+def _register() -> None:
+    from . import data_cmds, model_cmds
+
+    for mod in (data_cmds, model_cmds):
+        for cmd in mod.COMMANDS:
+            cli.add_command(cmd)
+    try:  # later steps live in their own modules
+        from . import post_cmds
+        for cmd in post_cmds.COMMANDS:
+            cli.add_command(cmd)
+    except ImportError:
+        pass
+    try:
+        from . import export_cmds
+        for cmd in export_cmds.COMMANDS:
+            cli.add_command(cmd)
+    except ImportError:
+        pass
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: one-line errors, no tracebacks for user mistakes."""
+    try:
+        cli.main(standalone_mode=False)
+    except GclfError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished files are kept; run the command again to resume", err=True)
+        sys.exit(130)

@@ -1,0 +1,75 @@
+"""Options and helpers shared by the commands."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import GclfError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEFAULT_DATA_CANDIDATES = ("LibriSpeech", "../shared/data/librispeech-251/LibriSpeech")
+
+
+def default_data() -> str | None:
+    """$GCLF_DATA, else ./LibriSpeech, else ../shared/data/librispeech-251/LibriSpeech (first that exists)."""
+    env = os.environ.get("GCLF_DATA")
+    if env:
+        return env
+    for cand in DEFAULT_DATA_CANDIDATES:
+        if Path(cand).is_dir():
+            return cand
+    return None
+
+
+def resolve_data(data: str | None) -> str:
+    data = data or default_data()
+    if not data:
+        raise GclfError("no corpus given: pass --data DIR (a LibriSpeech folder with SPEAKERS.TXT) or set GCLF_DATA")
+    return data
+
+
+def data_option(f):
+    return click.option("--data", type=click.Path(file_okay=False), default=None,
+                        help="LibriSpeech-layout corpus (folder with SPEAKERS.TXT, or its parent). "
+                             "Default: $GCLF_DATA, ./LibriSpeech or ../shared/data/librispeech-251/LibriSpeech.")(f)
+
+
+def cache_option(f):
+    return click.option("--cache", type=click.Path(file_okay=False), default="pkl_data", show_default=True,
+                        help="Feature cache folder.")(f)
+
+
+def workers_option(f):
+    return click.option("--workers", type=click.IntRange(1, 256), default=None,
+                        help="Parallel extraction processes [default: all cores].")(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
+
+
+def model_option(f, default: str = "runs/model"):
+    return click.option("--model", type=click.Path(), default=default, show_default=True,
+                        help="A checkpoint file or a run folder of fold*.pt checkpoints.")(f)
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def progress(total: int, desc: str, quiet: bool = False):
+    """A tqdm bar on stderr (hidden when not a terminal or when quiet)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", disable=quiet or None, leave=False, dynamic_ncols=True)
+
+
+def warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"

@@ -1,0 +1,94 @@
+"""`gclf synth` and `gclf extract`."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import click
+
+from ..errors import GclfError
+from .common import (CONTEXT, cache_option, data_option, emit_json, json_option, progress, resolve_data, warn,
+                     workers_option)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write LibriSpeech/ into.")
+@click.option("--speakers", type=click.IntRange(2, 10000), default=40, show_default=True, help="Number of voices (half F, half M).")
+@click.option("--utterances", type=click.IntRange(1, 100), default=1, show_default=True, help="Utterances per speaker.")
+@click.option("--min-seconds", type=click.FloatRange(0.5, 60), default=3.0, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(0.5, 60), default=8.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def synth(out, speakers, utterances, min_seconds, max_seconds, seed, as_json):
+    """Write a synthetic LibriSpeech-layout corpus of FLAC voices (source-filter speech)."""
+    from ..synth import SynthConfig, synthesize_corpus
+
+    if min_seconds > max_seconds:
+        raise GclfError("--min-seconds is larger than --max-seconds")
+    cfg = SynthConfig(speakers=speakers, utterances_per_speaker=utterances, min_seconds=min_seconds,
+                      max_seconds=max_seconds, seed=seed)
+    bar = progress(speakers * utterances, "synth", quiet=as_json)
+    summary = synthesize_corpus(out, cfg, progress=bar.update)
+    bar.close()
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"wrote {summary['utterances']} utterances of {summary['speakers']} speakers "
+                   f"({summary['female']} F, {summary['male']} M, {summary['seconds'] / 60:.1f} min) to {summary['root']}")
+
+
+def _print_summary(s: dict) -> None:
+    click.echo(f"{s['utterances']} utterances, {s['windows']} windows, {s['speakers']} speakers "
+               f"({s['female']} F / {s['male']} M), {s['hours']:.2f} h of audio")
+
+
+@click.command(context_settings=CONTEXT)
+@data_option
+@click.option("--from", "source", type=click.Choice(["flac", "pkl"]), default="flac", show_default=True,
+              help="flac: read audio and extract; pkl: summarise the cache only (no audio is read).")
+@click.option("--store/--no-store", default=True, show_default=True,
+              help="Keep the features in the cache (--no-store: extract to a temporary folder, report, delete).")
+@cache_option
+@workers_option
+@json_option
+def extract(data, source, store, cache, workers, as_json):
+    """LibriSpeech FLAC/WAV -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
+
+    Resumable: files already extracted with the same corpus and feature config are not redone.
+    """
+    from ..features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
+
+    cfg = FeatureConfig()
+    if source == "pkl":
+        if data or not find_caches(cache):
+            from ..corpus import find_root
+
+            cdir = cache_dir_for(find_root(resolve_data(data)), cfg, cache)
+        else:
+            cdir = find_caches(cache)[0]
+        fcfg, utts = load_cache(cdir)
+        s = {**summarize(utts, fcfg), "cache_dir": str(cdir)}
+        emit_json(s) if as_json else _print_summary(s)
+        return
+    from ..pipeline import corpus_features
+
+    tmp = None if store else tempfile.mkdtemp(prefix="gclf-extract-")
+    try:
+        utts, info = corpus_features(resolve_data(data), cfg, tmp or cache, workers,
+                                     progress_factory=lambda n: progress(n, "extract", quiet=as_json),
+                                     on_error=warn)
+        s = {**summarize(utts, cfg), **{k: info[k] for k in ("done", "reused", "skipped", "skipped_unknown_speaker")},
+             "cache_dir": info["cache_dir"] if store else None}
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if as_json:
+        emit_json(s)
+        return
+    _print_summary(s)
+    click.echo(f"extracted {s['done']}, reused {s['reused']}, skipped {s['skipped']} bad or too short, "
+               f"{s['skipped_unknown_speaker']} of speakers missing from SPEAKERS.TXT"
+               + (f"; cache: {s['cache_dir']}" if store else ""))
+
+
+COMMANDS = [synth, extract]

@@ -1,0 +1,138 @@
+"""`gclf train`, `gclf evaluate`, `gclf predict`, `gclf demo`."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import GclfError
+from .common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
+                     resolve_data, warn, workers_option)
+
+
+def _fold_line(i: int, f: dict) -> None:
+    click.echo(f"fold {i}: utterance {pct(f['accuracy_utterance'])}, window {pct(f['accuracy_window'])} "
+               f"on {f['speakers']} unseen speakers ({f['epochs_run']} epochs)", err=True)
+
+
+def _print_cv(r: dict) -> None:
+    click.echo(f"{len(r['folds'])}-fold speaker CV: utterance accuracy {pct(r['accuracy_utterance_mean'])} "
+               f"± {100 * r['accuracy_utterance_std']:.1f}, window {pct(r['accuracy_window_mean'])} "
+               f"± {100 * r['accuracy_window_std']:.1f} ({r['utterances']} utterances)")
+    click.echo(f"model: {r['model']}  (log: train_log.csv, curves: curves.png)")
+
+
+@click.command(context_settings=CONTEXT)
+@data_option
+@cache_option
+@click.option("--out", type=click.Path(file_okay=False), default="runs/model", show_default=True,
+              help="Run folder for fold*.pt, final.pt, train_log.csv, curves.png, summary.json.")
+@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Speaker-disjoint CV folds.")
+@click.option("--epochs", type=click.IntRange(1, 10000), default=60, show_default=True, help="Most epochs per fold (early stopping).")
+@click.option("--patience", type=click.IntRange(1, 10000), default=12, show_default=True, help="Early-stopping patience, epochs.")
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=3e-3, show_default=True, help="AdamW learning rate.")
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
+@click.option("--final/--no-final", default=False, show_default=True,
+              help="Also train final.pt on all speakers (for deployment; it has no held-out speakers).")
+@workers_option
+@json_option
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, workers, as_json):
+    """Train the CNN-LSTM with k-fold cross-validation over speakers (test speakers never seen)."""
+    from ..features import FeatureConfig
+    from ..model import ModelConfig
+    from ..pipeline import corpus_features, train_run
+    from ..train import TrainConfig
+
+    fcfg = FeatureConfig()
+    utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
+                                 progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
+    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
+    r = train_run(utts, out, ModelConfig(), fcfg, tcfg, info["corpus"], final=final,
+                  on_fold=None if as_json else _fold_line)
+    emit_json(r) if as_json else _print_cv(r)
+
+
+def _print_eval(r: dict) -> None:
+    n = len(r["folds"])
+    click.echo(f"utterance accuracy {pct(r['accuracy_utterance_mean'])} ± {100 * r['accuracy_utterance_std']:.1f}, "
+               f"window {pct(r['accuracy_window_mean'])} over {n} model(s), {r['utterances']} utterances")
+    for f in r["folds"]:
+        cm = f["confusion"]["matrix"]
+        click.echo(f"  {Path(f['checkpoint']).name}: utt {pct(f['accuracy_utterance'])} win {pct(f['accuracy_window'])} "
+                   f"recall M {pct(f['recall_male'])} F {pct(f['recall_female'])}  "
+                   f"confusion [true M: {cm[0]}, true F: {cm[1]}]")
+
+
+@click.command(context_settings=CONTEXT)
+@model_option
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Corpus to evaluate on (speakers seen in training are left out). Default: each checkpoint's "
+                   "own held-out speakers.")
+@cache_option
+@workers_option
+@json_option
+def evaluate(model, data, cache, workers, as_json):
+    """Window and utterance accuracy, confusion matrix and recall per sex, on unseen speakers."""
+    from ..pipeline import evaluate_on_corpus, evaluate_run
+
+    r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache)
+    flat = r["folds"][0] if len(r["folds"]) == 1 else {}
+    r.update({"accuracy_utterance": r["accuracy_utterance_mean"], "accuracy_window": r["accuracy_window_mean"],
+              "windows": sum(f["windows"] for f in r["folds"]),
+              "speakers": sum(f["speakers"] for f in r["folds"]) if not data else flat.get("speakers", r["folds"][0]["speakers"]),
+              "confusion": flat.get("confusion")})
+    emit_json(r) if as_json else _print_eval(r)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@model_option
+@json_option
+def predict(files, model, as_json):
+    """Label (F/M) and P(female) for each audio FILE (FLAC or WAV)."""
+    from ..predict import load_models, predict_file
+
+    models = load_models(model)
+    rows = []
+    for f in files:
+        try:
+            rows.append(predict_file(f, models))
+        except GclfError as exc:
+            warn(str(exc))
+            rows.append({"file": f, "error": str(exc)})
+    if as_json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            if "error" not in r:
+                click.echo(f"{r['label']}  p_female={r['p_female']:.3f}  {r['file']}")
+    if all("error" in r for r in rows):
+        raise GclfError("no file could be classified")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--speakers", type=click.IntRange(6, 1000), default=120, show_default=True, help="Synthetic voices.")
+@click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True, help="Speaker-disjoint CV folds.")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True, help="Most epochs per fold.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def demo(out, speakers, folds, epochs, seed, as_json):
+    """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min)."""
+    from ..demo import run_demo
+
+    t0 = time.time()
+    r = run_demo(Path(out), speakers, folds, epochs, seed, say=(lambda m: None) if as_json else
+                 (lambda m: click.echo(m, err=True)))
+    r["wall_seconds"] = round(time.time() - t0, 1)
+    if as_json:
+        emit_json(r)
+        return
+    _print_cv(r["train"])
+    click.echo(f"evaluate: utterance {pct(r['evaluate']['accuracy_utterance_mean'])} on held-out synthetic speakers; "
+               f"demo took {r['wall_seconds']} s")
+
+
+COMMANDS = [train, evaluate, predict, demo]

@@ -1,0 +1,185 @@
+"""Training with speaker-disjoint k-fold cross-validation, early stopping on held-out training speakers.
+
+Recipe for speaker- and channel-independence: per-window cepstral mean normalisation (in the model),
+training-set feature scaling, random time shifts of the training windows, Gaussian feature noise,
+dropout, weight decay, label smoothing, and utterance-level averaging of window probabilities.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .corpus import speaker_folds, split_validation
+from .dataset import eval_windows, random_windows, select
+from .evaluate import evaluate, torch_prob_fn
+from .features import FeatureConfig, UtteranceFeatures, cut_windows
+from .model import GenderNet, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60            # upper bound; early stopping usually ends sooner
+    lr: float = 3e-3            # AdamW
+    batch_size: int = 64
+    weight_decay: float = 1e-3
+    patience: int = 12          # epochs without validation-loss improvement
+    val_fraction: float = 0.15  # training speakers held out for early stopping
+    feature_noise: float = 0.1  # std of Gaussian noise added to normalised features
+    label_smoothing: float = 0.05
+    min_windows: int = 1024     # an epoch samples at least this many windows (small corpora)
+    folds: int = 5
+    seed: int = 0
+    threads: int = 0            # torch threads; 0 = leave torch's default
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@torch.no_grad()
+def fit_normalizer(model: GenderNet, utts: list[UtteranceFeatures], fcfg: FeatureConfig) -> None:
+    """Set InputNorm's offset/scale from the training windows (after per-window mean removal)."""
+    x = torch.from_numpy(np.concatenate([cut_windows(u.mfcc, fcfg) for u in utts]))
+    if model.norm.cmn:
+        x = x - x.mean(dim=-1, keepdim=True)
+    model.norm.offset.copy_(x.mean(dim=(0, 2)))
+    model.norm.scale.copy_(1.0 / x.std(dim=(0, 2)).clamp_min(1e-3))
+
+
+def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=None) -> tuple[float, float]:
+    model.train()
+    if loss_fn is not None:
+        loss_fn.train()
+    perm = torch.randperm(len(x), generator=gen)
+    total, correct = 0.0, 0
+    for i in range(0, len(x), tcfg.batch_size):
+        idx = perm[i:i + tcfg.batch_size]
+        xb, yb = x[idx], y[idx]
+        if tcfg.feature_noise > 0:  # noise in normalised units: divide by InputNorm's scale
+            xb = xb + tcfg.feature_noise * torch.randn(xb.shape, generator=gen) / model.norm.scale[:, None]
+        logits = model(xb) if loss_fn is None else loss_fn(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=tcfg.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def _val_loss(model, ws) -> float:
+    model.eval()
+    return float(F.cross_entropy(model(ws.x).float(), ws.y))
+
+
+def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[UtteranceFeatures],
+        fcfg: FeatureConfig, tcfg: TrainConfig, log: Callable[[dict], None] | None = None,
+        seed: int = 0, forward: Callable | None = None) -> dict:
+    """Train ``model`` in place; keeps the weights of the best validation loss. Returns the history.
+
+    ``forward`` (e.g. a fake-quant view of ``model``) replaces ``model`` in training and validation;
+    the optimiser always updates ``model``'s parameters.
+    """
+    net = forward if forward is not None else model
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(tcfg.epochs, 1))
+    val_ws = eval_windows(val, fcfg) if val else None
+    best, best_state, since, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
+    for epoch in range(1, tcfg.epochs + 1):
+        x, y = random_windows(train, fcfg, rng, tcfg.min_windows)
+        tr_loss, tr_acc = _epoch(model, x, y, opt, tcfg, gen, forward)
+        net.eval()
+        sched.step()
+        row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc}
+        if val_ws is not None:
+            row["val_loss"] = _val_loss(net, val_ws)
+            row["val_acc_utterance"] = evaluate(torch_prob_fn(net), val_ws)["accuracy_utterance"]
+        history.append(row)
+        if log:
+            log(row)
+        score = row.get("val_loss", tr_loss)
+        if score < best - 1e-4:
+            best, best_state, since = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            since += 1
+            if since >= tcfg.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"history": history, "best_val_loss": best, "epochs_run": len(history)}
+
+
+def train_fold(utts: list[UtteranceFeatures], train_speakers: dict[str, str], test_speakers: list[str],
+               mcfg: ModelConfig, fcfg: FeatureConfig, tcfg: TrainConfig, seed: int,
+               log: Callable[[dict], None] | None = None) -> tuple[GenderNet, dict, dict]:
+    """Train one model on ``train_speakers`` (minus a validation share) and evaluate on ``test_speakers``."""
+    set_seed(seed)
+    tr_spk, val_spk = split_validation(train_speakers, tcfg.val_fraction, seed)
+    train, val = select(utts, tr_spk), select(utts, val_spk)
+    model = GenderNet(mcfg)
+    fit_normalizer(model, train, fcfg)
+    hist = fit(model, train, val, fcfg, tcfg, log=log, seed=seed)
+    test = select(utts, test_speakers)
+    metrics = evaluate(torch_prob_fn(model), eval_windows(test, fcfg)) if test else {}
+    split = {"train_speakers": tr_spk, "val_speakers": val_spk, "test_speakers": sorted(test_speakers)}
+    return model, metrics, {"split": split, **hist}
+
+
+def fold_splits(utts: list[UtteranceFeatures], k: int, seed: int) -> list[tuple[dict[str, str], list[str]]]:
+    """(training speakers with sex, test speakers) per fold."""
+    speakers = {u.speaker: u.sex for u in utts}
+    folds = speaker_folds(speakers, k, seed)
+    out = []
+    for test in folds:
+        tset = set(test)
+        out.append(({s: x for s, x in speakers.items() if s not in tset}, test))
+    return out
+
+
+def train_config_dict(tcfg: TrainConfig) -> dict:
+    return asdict(tcfg)
+
+
+def write_log_csv(path: Path, rows: list[dict]) -> None:
+    from .io import atomic_text
+
+    keys = ["fold", "epoch", "train_loss", "train_acc", "val_loss", "val_acc_utterance"]
+    lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]
+    atomic_text(path, "\n".join(lines) + "\n")
+
+
+def plot_curves(path: Path, rows: list[dict]) -> None:
+    """Loss and validation accuracy per epoch, one line per fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for fold in sorted({r["fold"] for r in rows}, key=str):
+        rs = [r for r in rows if r["fold"] == fold]
+        ep = [r["epoch"] for r in rs]
+        a.plot(ep, [r["train_loss"] for r in rs], "-", label=f"{fold} train")
+        if "val_loss" in rs[0]:
+            a.plot(ep, [r["val_loss"] for r in rs], "--", label=f"{fold} val")
+            b.plot(ep, [r["val_acc_utterance"] for r in rs], label=f"{fold} val (utterance)")
+        b.plot(ep, [r["train_acc"] for r in rs], ":", label=f"{fold} train (window)")
+    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.4, 1.01))
+    a.legend(fontsize=6)
+    b.legend(fontsize=6)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,98 @@
+"""Shared fixtures: small corpora written in tmp folders, and a librosa warm-up once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REAL_DATA = Path(os.environ.get("GCLF_DATA") or Path(__file__).resolve().parents[1].parent / "shared/data/librispeech-251/LibriSpeech")
+
+SPEAKERS_HEADER = """; LibriSpeech-style speaker table written by the tests
+;ID  |SEX| SUBSET           |MINUTES| NAME
+"""
+
+
+def write_speakers(root: Path, speakers: dict[str, str]) -> None:
+    lines = [f"{spk:<5}| {sex} | train-test       |  0.10 | Test {spk}" for spk, sex in speakers.items()]
+    (root / "SPEAKERS.TXT").write_text(SPEAKERS_HEADER + "\n".join(lines) + "\n")
+
+
+def tone(seconds: float, f0: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """A harmonic tone with a little noise: cheap stand-in for a voice."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    return (0.2 * y / np.max(np.abs(y)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_utt(root: Path, spk: str, chap: str, utt: int, audio: np.ndarray, sr: int = 16000,
+              subset: str = "train-test", fmt: str = "flac") -> Path:
+    d = root / subset / spk / chap
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{spk}-{chap}-{utt:04d}.{fmt}"
+    sf.write(p, audio, sr, subtype="PCM_16", format=fmt.upper())
+    return p
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> Path:
+    """4 speakers (2 F, 2 M), 2 s tones, LibriSpeech layout."""
+    root = tmp_path / "LibriSpeech"
+    root.mkdir()
+    speakers = {"11": "F", "12": "F", "21": "M", "22": "M"}
+    write_speakers(root, speakers)
+    for i, (spk, sex) in enumerate(speakers.items()):
+        write_utt(root, spk, "100", 0, tone(2.5, 220 if sex == "F" else 110, seed=i))
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """A synthetic corpus of 60 voices (the plain suite's stand-in for LibriSpeech)."""
+    from gclf.synth import SynthConfig, synthesize_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    return Path(synthesize_corpus(out, SynthConfig(speakers=60, min_seconds=5.0, max_seconds=10.0, seed=1))["root"])
+
+
+@pytest.fixture(scope="session")
+def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
+    from gclf.features import FeatureConfig
+    from gclf.pipeline import corpus_features
+
+    utts, info = corpus_features(synth_corpus, FeatureConfig(), tmp_path_factory.mktemp("cache"), workers=2)
+    return utts, info
+
+
+@pytest.fixture(scope="session")
+def librosa_warm():
+    """librosa's first MFCC call compiles with numba: pay it once per session."""
+    from gclf.features import FeatureConfig, mfcc
+
+    mfcc(np.zeros(16000, dtype=np.float32) + 1e-3, FeatureConfig())
+    return True
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_features, tmp_path_factory):
+    """A small 3-fold run on synthetic speech, shared by the tests of later steps."""
+    from gclf.features import FeatureConfig
+    from gclf.model import ModelConfig
+    from gclf.pipeline import train_run
+    from gclf.train import TrainConfig
+
+    utts, info = synth_features
+    out = tmp_path_factory.mktemp("run")
+    result = train_run(utts, out, ModelConfig(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0, patience=6),
+                       info["corpus"])
+    return out, result
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason=f"real LibriSpeech not found at {REAL_DATA} (set GCLF_DATA)")
+    for item in items:
+        if "realdata" in item.keywords and not (REAL_DATA / "SPEAKERS.TXT").is_file():
+            item.add_marker(skip)

@@ -1,0 +1,115 @@
+"""The command line through click's CliRunner: help, one-line errors, JSON output of each command."""
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gclf.cli import cli, main
+
+
+def run(args, expect=0):
+    r = CliRunner().invoke(cli, args, catch_exceptions=True)
+    if expect is not None:
+        assert r.exit_code == expect, (r.output, r.exception)
+    return r
+
+
+def run_main(args, monkeypatch, capsys):
+    """Through main(), which turns GclfError into one line and exit status 2."""
+    monkeypatch.setattr(sys, "argv", ["gclf", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return e.value.code, capsys.readouterr()
+
+
+def test_help_does_not_import_torch_or_librosa():
+    code = "import sys; from gclf.cli import cli; cli(['--help'], standalone_mode=False); " \
+           "print(sorted(m for m in ('torch', 'librosa', 'numba') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("[]")
+    assert "extract" in out and "train" in out
+
+
+@pytest.mark.parametrize("cmd", ["extract", "train", "evaluate", "predict", "synth", "demo"])
+def test_every_command_has_help(cmd):
+    r = run([cmd, "--help"])
+    assert "Usage:" in r.output and "--json" in r.output
+
+
+def test_missing_data_path_is_one_line_error(monkeypatch, capsys, tmp_path):
+    code, cap = run_main(["extract", "--data", str(tmp_path / "missing"), "--cache", str(tmp_path / "c")],
+                         monkeypatch, capsys)
+    assert code == 2
+    assert cap.err.strip().startswith("error: data path does not exist") and len(cap.err.strip().splitlines()) == 1
+    assert "Traceback" not in cap.err
+
+
+def test_folder_without_speakers_txt(monkeypatch, capsys, tmp_path):
+    code, cap = run_main(["extract", "--data", str(tmp_path), "--cache", str(tmp_path / "c")], monkeypatch, capsys)
+    assert code == 2 and "no SPEAKERS.TXT" in cap.err
+
+
+def test_bad_option_value_is_rejected_at_the_boundary():
+    r = run(["train", "--folds", "1"], expect=2)
+    assert "--folds" in r.output
+
+
+def test_extract_json_then_from_pkl(tiny_corpus, tmp_path, librosa_warm):
+    cache = str(tmp_path / "pkl")
+    (tiny_corpus / "train-test" / "11" / "100" / "11-100-0009.flac").write_bytes(b"junk")
+    r = run(["extract", "--data", str(tiny_corpus), "--cache", cache, "--workers", "1", "--json"])
+    s = json.loads(r.stdout)
+    assert (s["done"], s["skipped"], s["utterances"], s["female"], s["male"]) == (4, 1, 4, 2, 2)
+    r = run(["extract", "--from", "pkl", "--data", str(tiny_corpus), "--cache", cache, "--json"])
+    s2 = json.loads(r.stdout)
+    assert s2["utterances"] == 4 and s2["windows"] == s["windows"]
+
+
+def test_extract_no_store_leaves_no_cache(tiny_corpus, tmp_path, librosa_warm):
+    r = run(["extract", "--data", str(tiny_corpus), "--cache", str(tmp_path / "pkl"), "--workers", "1",
+             "--no-store", "--json"])
+    assert json.loads(r.stdout)["utterances"] == 4 and not (tmp_path / "pkl").exists()
+
+
+def test_train_evaluate_predict_json(synth_corpus, synth_features, tmp_path):
+    cache = str(tmp_path / "pkl")
+    out = str(tmp_path / "run")
+    r = run(["train", "--data", str(synth_corpus), "--cache", cache, "--out", out, "--folds", "2",
+             "--epochs", "2", "--json"])
+    t = json.loads(r.stdout)
+    for key in ("accuracy_utterance_mean", "accuracy_utterance_std", "accuracy_window_mean", "folds", "model"):
+        assert key in t
+    assert t["model"] == out and len(t["folds"]) == 2
+    r = run(["evaluate", "--model", out, "--cache", cache, "--json"])
+    e = json.loads(r.stdout)
+    for key in ("accuracy_utterance", "accuracy_window", "utterances", "windows", "speakers"):
+        assert key in e
+    assert e["utterances"] == 60 and e["speakers"] == 60
+    assert abs(e["accuracy_utterance"] - t["accuracy_utterance_mean"]) < 1e-12
+    flac = next(synth_corpus.rglob("*.flac"))
+    r = run(["predict", str(flac), "--model", out, "--json"])
+    p = json.loads(r.stdout)[0]
+    assert p["label"] in ("F", "M") and 0 <= p["p_female"] <= 1
+
+
+def test_evaluate_on_another_corpus_leaves_out_seen_speakers(synth_corpus, synth_features, trained_run, tmp_path):
+    out, _ = trained_run
+    r = run(["evaluate", "--model", str(out / "fold1.pt"), "--data", str(synth_corpus),
+             "--cache", str(tmp_path / "pkl"), "--json"])
+    e = json.loads(r.stdout)
+    assert e["folds"][0]["excluded_seen_utterances"] == 40 and e["utterances"] == 20
+
+
+def test_predict_unreadable_file_is_an_error(trained_run, monkeypatch, capsys, tmp_path):
+    out, _ = trained_run
+    bad = tmp_path / "x.flac"
+    bad.write_bytes(b"nope")
+    code, cap = run_main(["predict", str(bad), "--model", str(out)], monkeypatch, capsys)
+    assert code == 2 and "no file could be classified" in cap.err
+
+
+def test_evaluate_missing_model(monkeypatch, capsys, tmp_path):
+    code, cap = run_main(["evaluate", "--model", str(tmp_path / "none")], monkeypatch, capsys)
+    assert code == 2 and "no model at" in cap.err

@@ -1,0 +1,96 @@
+"""Corpus reader: SPEAKERS.TXT, layout walking, audio loading and the bad inputs it must survive."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gclf.corpus import find_root, load_audio, read_speakers, scan_corpus, speaker_folds, split_validation
+from gclf.errors import GclfError
+
+from .conftest import tone, write_speakers, write_utt
+
+
+def test_read_speakers_skips_comments_and_parses_sex(tmp_path):
+    p = tmp_path / "SPEAKERS.TXT"
+    p.write_text(";ID |SEX| SUBSET |MINUTES| NAME\n14   | F | train-clean-360  | 25.03 | Kristin\n"
+                 "16   | m | train-clean-360  | 25.11 | Alex | extra\n\n;  99 | F | commented out\n")
+    assert read_speakers(p) == {"14": "F", "16": "M"}
+
+
+def test_read_speakers_without_speaker_lines_is_an_error(tmp_path):
+    p = tmp_path / "SPEAKERS.TXT"
+    p.write_text("; only comments\n")
+    with pytest.raises(GclfError, match="no speaker lines"):
+        read_speakers(p)
+
+
+def test_find_root_accepts_parent_and_rejects_bad_paths(tiny_corpus, tmp_path):
+    assert find_root(tiny_corpus.parent) == tiny_corpus.resolve()
+    with pytest.raises(GclfError, match="does not exist"):
+        find_root(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GclfError, match="no SPEAKERS.TXT"):
+        find_root(tmp_path / "empty")
+
+
+def test_scan_finds_all_subsets_and_counts_unknown_speakers(tiny_corpus):
+    write_utt(tiny_corpus, "11", "101", 3, tone(1.0, 200), subset="dev-other")   # second subset
+    write_utt(tiny_corpus, "77", "100", 0, tone(1.0, 200))                       # not in SPEAKERS.TXT
+    (tiny_corpus / "train-test" / "11" / "100" / "notes.flac").write_bytes(b"x")  # bad name
+    c = scan_corpus(tiny_corpus)
+    assert sorted(u.uid for u in c.utterances) == ["11-100-0000", "11-101-0003", "12-100-0000",
+                                                   "21-100-0000", "22-100-0000"]
+    assert c.skipped_unknown_speaker == 1 and c.skipped_bad_name == 1
+    assert c.speakers == {"11": "F", "12": "F", "21": "M", "22": "M"}
+
+
+def test_load_audio_mixes_stereo_and_resamples(tmp_path):
+    sr = 8000
+    left = tone(1.0, 200, sr=sr)
+    p = tmp_path / "s.wav"
+    sf.write(p, np.stack([left, -left], axis=1) * 0 + np.stack([left, left], axis=1), sr)
+    y = load_audio(p, 16000)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(y.size - 16000) <= 1
+    # a 200 Hz tone stays a 200 Hz tone after resampling
+    spec = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spec) * 16000 / y.size - 200) < 3
+
+
+@pytest.mark.parametrize("content,match", [(b"", "unreadable"), (b"fLaC\x00\x00\x00garbage" * 10, "unreadable")])
+def test_load_audio_bad_files_raise_one_line(tmp_path, content, match):
+    p = tmp_path / "1-2-0003.flac"
+    p.write_bytes(content)
+    with pytest.raises(GclfError, match=match) as e:
+        load_audio(p)
+    assert "\n" not in str(e.value)
+
+
+def test_load_audio_truncated_flac(tmp_path):
+    p = write_utt(tmp_path, "1", "2", 3, tone(2.0, 150))
+    data = p.read_bytes()
+    p.write_bytes(data[:200])  # header survives, frames are cut
+    with pytest.raises(GclfError):
+        y = load_audio(p)
+        if y.size < 100:  # libsndfile may return an empty/short read instead of failing
+            raise GclfError("short")
+
+
+def test_speaker_folds_are_disjoint_stratified_and_deterministic():
+    speakers = {str(i): ("F" if i % 2 else "M") for i in range(23)}
+    folds = speaker_folds(speakers, 5, seed=3)
+    flat = [s for f in folds for s in f]
+    assert sorted(flat) == sorted(speakers) and len(flat) == len(set(flat))
+    for f in folds:
+        nf = sum(speakers[s] == "F" for s in f)
+        assert abs(nf - (len(f) - nf)) <= 2
+    assert folds == speaker_folds(speakers, 5, seed=3)
+    assert folds != speaker_folds(speakers, 5, seed=4)
+    with pytest.raises(GclfError):
+        speaker_folds({"1": "F"}, 2)
+
+
+def test_split_validation_holds_out_both_sexes():
+    speakers = {str(i): ("F" if i < 10 else "M") for i in range(20)}
+    tr, val = split_validation(speakers, 0.2, seed=0)
+    assert not set(tr) & set(val) and len(tr) + len(val) == 20
+    assert {speakers[s] for s in val} == {"F", "M"}

@@ -1,0 +1,130 @@
+"""Features: windows, cache keys, resume after interruption, restricted unpickling, bad inputs."""
+import os
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gclf.corpus import scan_corpus
+from gclf.errors import GclfError
+from gclf.features import (FeatureConfig, cache_dir_for, cut_windows, extract_corpus, load_cache, pad_frames,
+                           summarize, window_starts)
+from gclf.io import UnsafePickleError, atomic_pickle, safe_load_pickle
+
+from .conftest import tone, write_utt
+
+CFG = FeatureConfig()
+
+
+def test_window_starts_cover_the_utterance():
+    assert window_starts(50, CFG) == [0]
+    assert window_starts(99, CFG) == [0]
+    s = window_starts(300, CFG)  # the 1-frame tail is within hop/2: no extra window
+    assert s == [0, 50, 100, 150, 200]
+    s = window_starts(340, CFG)  # a 41-frame tail gets an end-aligned window
+    assert s[0] == 0 and s[-1] + CFG.window_frames == 340
+    assert all(b - a <= CFG.window_hop for a, b in zip(s, s[1:]))
+
+
+def test_cut_windows_shape_and_padding_by_repetition():
+    m = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    w = cut_windows(m, CFG)
+    assert w.shape == (1, 40, 99)
+    np.testing.assert_array_equal(w[0, :, 30:60], m)  # wrapped copy
+    assert pad_frames(m, 10) is m
+
+
+def test_every_config_field_changes_the_cache_key(tiny_corpus):
+    base = cache_dir_for(tiny_corpus, CFG, "c")
+    for field, value in [("n_mfcc", 20), ("hop_length", 160), ("window_frames", 90), ("n_fft", 1024),
+                         ("window_hop", 25), ("fmin", 0.0), ("min_seconds", 1.0)]:
+        assert cache_dir_for(tiny_corpus, replace(CFG, **{field: value}), "c") != base, field
+    assert cache_dir_for(tiny_corpus.parent, CFG, "c") != base  # another corpus, another key
+
+
+def test_extract_writes_cache_and_summary(tiny_corpus, tmp_path, librosa_warm):
+    s = extract_corpus(scan_corpus(tiny_corpus), CFG, tmp_path / "pkl", workers=1)
+    assert (s.done, s.reused, s.skipped) == (4, 0, 0)
+    cfg, utts = load_cache(s.cache_dir)
+    assert cfg == CFG
+    assert {u.uid for u in utts} == {"11-100-0000", "12-100-0000", "21-100-0000", "22-100-0000"}
+    u = utts[0]
+    assert u.mfcc.shape[0] == 40 and u.mfcc.dtype == np.float32 and abs(u.mfcc.shape[1] - 2.5 * 50) <= 2
+    summ = summarize(utts, cfg)
+    assert summ["female"] == 2 and summ["male"] == 2 and summ["utterances"] == 4 and summ["windows"] == 8
+    assert abs(summ["hours"] - 4 * 2.5 / 3600) < 1e-3
+
+
+def test_extract_resumes_after_interruption(tiny_corpus, tmp_path, librosa_warm, monkeypatch):
+    import gclf.features as F
+
+    corpus = scan_corpus(tiny_corpus)
+    calls = []
+    real = F.extract_utterance
+
+    def flaky(utt, cfg):
+        calls.append(utt.uid)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run dies in the middle of the third file
+        return real(utt, cfg)
+
+    monkeypatch.setattr(F, "extract_utterance", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        extract_corpus(corpus, CFG, tmp_path / "pkl", workers=1)
+    cdir = cache_dir_for(corpus.root, CFG, tmp_path / "pkl")
+    assert len(list((cdir / "files").glob("*.pkl"))) == 2
+    assert not list((cdir / "files").glob("*.tmp"))  # no half-written file left
+    calls.clear()
+    monkeypatch.setattr(F, "extract_utterance", lambda u, c: (calls.append(u.uid), real(u, c))[1])
+    s = extract_corpus(corpus, CFG, tmp_path / "pkl", workers=1)
+    assert (s.done, s.reused) == (2, 2) and len(calls) == 2
+    # a file that changed on disk is redone
+    p = corpus.utterances[0].path
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    s = extract_corpus(corpus, CFG, tmp_path / "pkl", workers=1)
+    assert (s.done, s.reused) == (1, 3)
+
+
+def test_bad_inputs_are_skipped_counted_and_the_rest_processed(tiny_corpus, tmp_path, librosa_warm):
+    d = tiny_corpus / "train-test" / "11" / "100"
+    (d / "11-100-0001.flac").write_bytes(b"")                       # empty
+    (d / "11-100-0002.flac").write_bytes(b"not audio at all" * 50)  # corrupt
+    write_utt(tiny_corpus, "12", "100", 3, tone(0.2, 200))          # shorter than min_seconds
+    write_utt(tiny_corpus, "12", "100", 4, tone(1.2, 200))          # shorter than a window: padded
+    write_utt(tiny_corpus, "21", "100", 5, np.zeros(16000, dtype=np.float32))  # digital silence
+    errors = []
+    s = extract_corpus(scan_corpus(tiny_corpus), CFG, tmp_path / "pkl", workers=2, on_error=errors.append)
+    assert s.done == 5 and s.skipped == 4 and len(errors) == 4
+    assert all("\n" not in e for e in errors)
+    assert any("shorter than min_seconds" in e for e in errors) and any("silence" in e for e in errors)
+    _, utts = load_cache(s.cache_dir)
+    assert "12-100-0004" in {u.uid for u in utts}
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps({"mfcc": Evil()}))
+    with pytest.raises(UnsafePickleError, match="refused"):
+        safe_load_pickle(p)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_restricted_unpickler_loads_arrays_and_rejects_truncated(tmp_path):
+    obj = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [1, "x", 2.5], "c": np.float64(3.0)}
+    p = atomic_pickle(tmp_path / "ok.pkl", obj)
+    back = safe_load_pickle(p)
+    np.testing.assert_array_equal(back["a"], obj["a"])
+    assert back["b"] == obj["b"] and back["c"] == 3.0
+    p.write_bytes(p.read_bytes()[:20])
+    with pytest.raises(GclfError, match="not a readable"):
+        safe_load_pickle(p)
+
+
+def test_load_cache_of_non_cache_folder(tmp_path):
+    with pytest.raises(GclfError, match="not a gclf feature cache"):
+        load_cache(tmp_path)
