@@ -96,3 +96,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "realdata" in item.keywords and not (REAL_DATA / "SPEAKERS.TXT").is_file():
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def chain_runs(trained_run, tmp_path_factory):
+    """Run folders for every kind of chain, built from ``trained_run`` with short fine-tuning:
+    float, q8 (W8/A8), c8 (block-circulant 8), c8a (+ PLAN sigmoid / pwl16 tanh), c8aq8 (the full chain)."""
+    from gclf.post import approx_one, compress_one, expand_layers
+    from gclf.quant.run import quantize_one
+    from gclf.quant.spec import QuantConfig
+    from gclf.steps import apply_step
+
+    out, _ = trained_run
+    base = tmp_path_factory.mktemp("chains")
+    q8 = QuantConfig(bits=8)
+    runs = {"float": out}
+    runs["q8"] = base / "q8"
+    apply_step(out, runs["q8"], lambda ck, u: quantize_one(ck, u, q8))
+    runs["c8"] = base / "c8"
+    apply_step(out, runs["c8"], lambda ck, u: compress_one(ck, u, 8, expand_layers("fc,lstm"), epochs=2))
+    runs["c8a"] = base / "c8a"
+    apply_step(runs["c8"], runs["c8a"], lambda ck, u: approx_one(ck, u, "plan", "pwl16", epochs=2))
+    runs["c8aq8"] = base / "c8aq8"
+    apply_step(runs["c8a"], runs["c8aq8"], lambda ck, u: quantize_one(ck, u, q8))
+    return runs

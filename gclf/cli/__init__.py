@@ -28,23 +28,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import data_cmds, model_cmds
+    from . import data_cmds, model_cmds, post_cmds
 
-    for mod in (data_cmds, model_cmds):
+    for mod in (data_cmds, model_cmds, post_cmds):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
-    try:  # later steps live in their own modules
-        from . import post_cmds
-        for cmd in post_cmds.COMMANDS:
-            cli.add_command(cmd)
-    except ImportError:
-        pass
-    try:
-        from . import export_cmds
-        for cmd in export_cmds.COMMANDS:
-            cli.add_command(cmd)
-    except ImportError:
-        pass
 
 
 _register()

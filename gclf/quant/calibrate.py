@@ -1,0 +1,121 @@
+"""Post-training calibration: observe every site's range on training speakers, choose Q formats, and
+derive the integer weights of a float model under a spec."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..model import GenderNet
+from .fakequant import FakeQuantNet
+from .layers import layer_kind, weighted_layers
+from .qformat import QFormat
+from .spec import QuantConfig, WeightQ, act_format, config_dict, quantize_bias, quantize_weight
+
+BIAS_OWNERS = ("conv1", "conv2", "lstm")  # + fc names
+
+
+@torch.no_grad()
+def observe_ranges(model: GenderNet, x: torch.Tensor, batch: int = 512) -> dict[str, float]:
+    """Max |value| at every activation site of the float datapath."""
+    obs = FakeQuantNet(model, None, "observe").eval()
+    for i in range(0, len(x), batch):
+        obs(x[i:i + batch])
+    return obs.ranges
+
+
+def _weight_entry(wq: WeightQ) -> dict:
+    return {"width": int(wq.width), "integer": [int(v) for v in wq.integer]}
+
+
+def acc_fracs(spec: dict, model: GenderNet) -> dict[str, np.ndarray]:
+    """Fraction of each layer's accumulator (per output channel) = weight fraction + input fraction."""
+    def wf(name):
+        s = spec["weights"][name]
+        return s["width"] - 1 - np.array(s["integer"])
+
+    def af(site):
+        return QFormat.from_dict(spec["acts"][site]).frac
+
+    out = {"conv1": wf("conv1") + af("input"), "conv2": wf("conv2") + af("conv1")}
+    ih, hh = wf("lstm.ih") + af("conv2"), wf("lstm.hh") + af("hidden")
+    out["lstm.ih"], out["lstm.hh"] = ih, hh
+    out["lstm"] = np.maximum(ih, hh)                 # both products are aligned to the finer one
+    prev = "hidden"
+    for name in model.fc_names:
+        out[name] = wf(name) + af(prev)
+        prev = name
+    return out
+
+
+def make_spec(model: GenderNet, ranges: dict[str, float] | None, cfg: QuantConfig) -> dict:
+    """The full spec of a fixed-point model: config, activation formats, weight and bias formats."""
+    spec = {**config_dict(cfg), "act_bits": cfg.a_bits, "bias_bits": cfg.b_bits, "acts": {}, "weights": {},
+            "biases": {}, "sigmoid": model.lstm.sigmoid_name, "tanh": model.lstm.tanh_name}
+    for name, mod in weighted_layers(model):
+        per_ch = cfg.per_channel and layer_kind(mod) != "circulant"
+        wq, _ = quantize_weight(mod.weight, cfg.bits, cfg.rounding, per_ch, layer_kind(mod))
+        spec["weights"][name] = _weight_entry(wq)
+    if not cfg.weights_only:
+        for site, r in ranges.items():
+            spec["acts"][site] = act_format(r, cfg.a_bits, cfg.rounding).to_dict()
+    fracs = acc_fracs(spec, model) if not cfg.weights_only else {}
+    for name, b in float_biases(model).items():
+        bq, _ = quantize_bias(b, cfg.b_bits, fracs.get(name, np.array(60)), cfg.rounding)
+        spec["biases"][name] = _weight_entry(bq)
+    spec["acc_bits"] = accumulator_bits(model, spec) if not cfg.weights_only else None
+    return spec
+
+
+def float_biases(model: GenderNet) -> dict[str, np.ndarray]:
+    """Biases by owner; the LSTM's b_ih + b_hh are folded into one."""
+    b = {"conv1": model.conv1.bias, "conv2": model.conv2.bias, "lstm": model.lstm.ih.bias + model.lstm.hh.bias}
+    b.update({n: getattr(model, n).bias for n in model.fc_names})
+    return {k: v.detach().double().numpy() for k, v in b.items()}
+
+
+def integer_weights(model: GenderNet, spec: dict) -> tuple[dict[str, WeightQ], int]:
+    """The stored integers of every weight and bias under ``spec`` (formats fixed by the spec)."""
+    from .primitives import quantize_fixed
+
+    out, n_sat = {}, 0
+    rnd = spec["rounding"]
+    for name, mod in weighted_layers(model):
+        e = spec["weights"][name]
+        out[name + ".weight"], n = _quant_rows(mod.weight.detach().double().numpy(), e, rnd, layer_kind(mod))
+        n_sat += n
+    for name, b in float_biases(model).items():
+        out[name + ".bias"], n = _quant_rows(b, spec["biases"][name], rnd, "bias")
+        n_sat += n
+    return out, n_sat
+
+
+def _quant_rows(w: np.ndarray, entry: dict, rounding: str, kind: str) -> tuple[WeightQ, int]:
+    from .primitives import quantize_fixed
+
+    integers = np.array(entry["integer"])
+    width = entry["width"]
+    rows = w.reshape(len(integers), -1) if len(integers) > 1 else w.reshape(1, -1)
+    qs, n_sat = [], 0
+    for r, integer in zip(rows, integers):
+        q, n = quantize_fixed(r, QFormat(width, int(integer), True, rounding))
+        qs.append(q)
+        n_sat += n
+    return WeightQ(np.concatenate(qs).reshape(w.shape).astype(np.int64), width, integers, kind), n_sat
+
+
+def accumulator_bits(model: GenderNet, spec: dict) -> int:
+    """Smallest accumulator width that cannot overflow: worst case |sum of products| + |aligned bias|."""
+    wb, ab = spec["bits"], spec["act_bits"]
+    fracs = acc_fracs(spec, model)
+    worst = 0.0
+    for name, mod in weighted_layers(model):
+        fan_in = mod.weight[0].numel() if layer_kind(mod) == "conv" else mod.in_features
+        worst = max(worst, fan_in * 2.0 ** (wb - 1) * 2.0 ** (ab - 1))
+    for name, e in spec["biases"].items():
+        owner = fracs["lstm"] if name == "lstm" else fracs[name]
+        shift = np.max(owner - (e["width"] - 1 - np.array(e["integer"])))
+        worst_b = 2.0 ** (e["width"] - 1) * 2.0 ** shift
+        worst = max(worst, 2 * worst + worst_b if name == "lstm" else worst + worst_b)
+    return int(math.ceil(math.log2(worst + 1))) + 1

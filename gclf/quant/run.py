@@ -1,0 +1,90 @@
+"""`gclf quantize` as a library call: per fold checkpoint, calibrate on its training speakers, quantize,
+optionally fine-tune (QAT), and measure on its held-out speakers with the integer reference."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..checkpoint import build_float_model, make_checkpoint
+from ..dataset import eval_windows, select
+from ..evaluate import evaluate, torch_prob_fn
+from ..features import FeatureConfig
+from ..pipeline import heldout_windows
+from ..train import TrainConfig, fit
+from .calibrate import integer_weights, make_spec, observe_ranges
+from .fakequant import FakeQuantNet
+from .spec import QuantConfig, packed_bytes, weight_bytes_float
+
+
+def quant_prob_fn(model, spec: dict):
+    if spec["weights_only"]:
+        return torch_prob_fn(FakeQuantNet(model, spec, "weights"))
+    from .intref import IntegerReference
+
+    return IntegerReference(model, spec).prob_fn()
+
+
+def weight_bytes_quantized(model, spec: dict) -> int:
+    """Packed bytes of every stored weight and bias at its width."""
+    q, _ = integer_weights(model, spec)
+    return sum(packed_bytes(w.ints.size, w.width) for w in q.values())
+
+
+@torch.no_grad()
+def bit_exact_mismatches(model, spec: dict, x: torch.Tensor) -> int:
+    """Windows whose fake-quant logits differ from the integer reference's (must be 0)."""
+    from .intref import IntegerReference
+
+    ref = IntegerReference(model, spec).logits(x)
+    fq = FakeQuantNet(model, spec, "full").eval()(x).numpy()
+    return int((ref != fq).any(axis=1).sum())
+
+
+def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
+                 seed: int = 0, check_exact: bool = True, log=None) -> tuple[dict, dict]:
+    """Quantize one fold checkpoint; returns (new checkpoint, report)."""
+    from ..post import check_order
+
+    check_order(ck, "quantize")
+    fcfg = FeatureConfig.from_dict(ck["feature_config"])
+    split = ck["split"]
+    model = build_float_model(ck)
+    calib = select(utts, split["train_speakers"] + split["val_speakers"])
+    ws_calib = eval_windows(calib, fcfg)
+    test = heldout_windows(ck, utts)
+    acc_float = evaluate(torch_prob_fn(model), test)
+    ranges = observe_ranges(model, ws_calib.x) if not qcfg.weights_only else None
+    spec = make_spec(model, ranges, qcfg)
+    acc_ptq = evaluate(quant_prob_fn(model, spec), test)
+    report = {"accuracy_float": acc_float["accuracy_utterance"], "accuracy_float_window": acc_float["accuracy_window"],
+              "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
+    final = acc_ptq
+    if qat_epochs > 0:
+        torch.manual_seed(seed)
+        tcfg = replace(TrainConfig(), epochs=qat_epochs, lr=qat_lr, patience=max(3, qat_epochs // 2),
+                       feature_noise=0.0)
+        net = FakeQuantNet(model, spec, "weights" if qcfg.weights_only else "full")
+        fit(model, select(utts, split["train_speakers"]), select(utts, split["val_speakers"]), fcfg, tcfg,
+            log=log, seed=seed, forward=net)
+        final = evaluate(quant_prob_fn(model, spec), test)
+    q, w_sat = integer_weights(model, spec)
+    report.update({"accuracy_quantized": final["accuracy_utterance"],
+                   "accuracy_quantized_window": final["accuracy_window"],
+                   "weight_bytes_float": weight_bytes_float(model),
+                   "weight_bytes_quantized": sum(packed_bytes(w.ints.size, w.width) for w in q.values()),
+                   "weight_saturations": w_sat, "acc_bits": spec["acc_bits"]})
+    if not qcfg.weights_only:
+        from .intref import IntegerReference
+
+        ref = IntegerReference(model, spec)
+        ref.prob_fn()(test.x)
+        report["overflows"] = ref.overflows
+        if check_exact:
+            report["bit_exact_mismatches"] = bit_exact_mismatches(model, spec, test.x)
+    step = {"step": "quantize", "bits": qcfg.bits, "act_bits": qcfg.a_bits, "weights_only": qcfg.weights_only,
+            "qat_epochs": qat_epochs, "spec": spec}
+    new = make_checkpoint(model, fcfg, ck["chain"] + [step], split, ck.get("corpus"),
+                          {**final, "quantize": report})
+    return new, report
