@@ -43,10 +43,6 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, mcfg: ModelConfig,
               on_fold: Callable[[int, dict], None] | None = None,
               on_epoch: Callable[[dict], None] | None = None) -> dict:
     """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary."""
-    import torch
-
-    if tcfg.threads:
-        torch.set_num_threads(tcfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, folds, t0 = [], [], time.time()

@@ -35,7 +35,8 @@ class TrainConfig:
     min_windows: int = 1024     # an epoch samples at least this many windows (small corpora)
     folds: int = 5
     seed: int = 0
-    threads: int = 0            # torch threads; 0 = leave torch's default
+    threads: int = 1            # torch intra-op threads (this model is too small to gain from more;
+                                # under load, more threads are many times slower); 0 = torch's default
 
 
 def set_seed(seed: int) -> None:
@@ -89,6 +90,8 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
     the optimiser always updates ``model``'s parameters.
     """
     net = forward if forward is not None else model
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)

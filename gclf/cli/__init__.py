@@ -5,6 +5,7 @@ User errors (:class:`gclf.errors.GclfError`) print one line on stderr and exit w
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -24,7 +25,11 @@ def cli() -> None:
       gclf train                        k-fold speaker-disjoint CV -> runs/model/
       gclf evaluate --model runs/model  accuracy on held-out speakers
       gclf demo                         all of it on synthetic speech, no download
+
+    Each process uses one compute thread unless OMP_NUM_THREADS is set: the model is tiny, and extra
+    threads only slow it down on a busy machine (extraction parallelises over files with --workers).
     """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read by torch when a command first imports it
 
 
 def _register() -> None:

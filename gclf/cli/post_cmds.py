@@ -7,6 +7,8 @@ from .common import CONTEXT, cache_option, emit_json, json_option, model_option,
 
 SWEEP_BITS = (16, 12, 8, 6, 4, 3, 2)
 SWEEP_BLOCKS = (2, 4, 8, 16)
+SWEEP_APPROX = (("hard", "hard"), ("plan", "plan"), ("plan", "pwl16"), ("pwl8", "pwl8"), ("pwl16", "pwl16"),
+                ("lut64", "lut64"), ("lut256", "lut256"))
 
 
 def _fold_echo(quiet: bool):
@@ -96,10 +98,11 @@ def quantize(model, bits, act_bits, weights_only, per_channel, qat_epochs, qat_l
 @click.option("--finetune-epochs", type=click.IntRange(0, 1000), default=10, show_default=True)
 @click.option("--lr", type=click.FloatRange(1e-7, 1.0), default=1e-3, show_default=True)
 @click.option("--errors", "errors_only", is_flag=True, help="Only print each approximation's max/mean error.")
+@click.option("--sweep", is_flag=True, help="Accuracy table over several sigmoid/tanh pairs; writes no checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-a]")
 @cache_option
 @json_option
-def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, out, cache, as_json):
+def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, as_json):
     """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop."""
     from ..approx import error_table, get_approx
     from ..errors import GclfError
@@ -118,10 +121,25 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, out, cache, a
     from ..post import approx_one
     from ..steps import apply_step, default_out
 
-    r = apply_step(model, out or default_out(model, "-a"),
-                   lambda ck, u: approx_one(ck, u, sigmoid, tanh, finetune_epochs, lr), cache,
-                   on_fold=_fold_echo(as_json))
-    r.update({"sigmoid": sigmoid, "tanh": tanh})
+    def run(sig, tnh, write):
+        r = apply_step(model, out or default_out(model, "-a"),
+                       lambda ck, u: approx_one(ck, u, sig, tnh, finetune_epochs, lr), cache,
+                       on_fold=_fold_echo(as_json or sweep), write=write)
+        r.update({"sigmoid": sig, "tanh": tnh})
+        return r
+
+    if sweep:
+        errs = {(e["func"], e["name"]): e["max_abs_error"] for e in error_table()}
+        rows = [{**{k: v for k, v in run(s_, t_, False).items() if k != "folds"},
+                 "sigmoid_max_error": errs[("sigmoid", s_)], "tanh_max_error": errs[("tanh", t_)]}
+                for s_, t_ in SWEEP_APPROX]
+        cols = [("sigmoid", "sigmoid"), ("tanh", "tanh"), ("sigmoid_max_error", "sigmoid max err"),
+                ("tanh_max_error", "tanh max err"), ("accuracy_before", "float utt."),
+                ("accuracy_swapped", "swapped utt."), ("accuracy_after", "fine-tuned utt."),
+                ("accuracy_after_window", "fine-tuned win.")]
+        emit_json(rows) if as_json else click.echo(_table(rows, cols))
+        return
+    r = run(sigmoid, tanh, True)
     if as_json:
         emit_json(r)
         return
