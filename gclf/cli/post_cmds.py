@@ -35,6 +35,8 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 @click.option("--bits", type=click.IntRange(2, 16), default=8, show_default=True, help="Weight width.")
 @click.option("--act-bits", type=click.IntRange(2, 16), default=None,
               help="Activation and LSTM-state width [default: same as --bits].")
+@click.option("--bias-bits", type=click.IntRange(2, 32), default=None,
+              help="Bias width [default: 2 x --bits, at most 32].")
 @click.option("--weights-only", is_flag=True, help="Quantize weights only; activations stay float.")
 @click.option("--per-channel", is_flag=True, help="One weight format per output channel (dense and conv layers).")
 @click.option("--qat-epochs", type=click.IntRange(0, 1000), default=0, show_default=True,
@@ -47,7 +49,7 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-qBITS]")
 @cache_option
 @json_option
-def quantize(model, bits, act_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache, as_json):
+def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache, as_json):
     """Fixed-point weights, activations and LSTM state; accuracy from the integer reference.
 
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
@@ -58,7 +60,7 @@ def quantize(model, bits, act_bits, weights_only, per_channel, qat_epochs, qat_l
     from ..steps import apply_step, default_out
 
     def run(b, a, qat, write):
-        cfg = QuantConfig(bits=b, act_bits=a, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
+        cfg = QuantConfig(bits=b, act_bits=a, bias_bits=bias_bits, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
         dest = out or default_out(model, f"-q{b}" + (f"a{a}" if a and a != b else "") + ("w" if weights_only else ""))
         return apply_step(model, dest, lambda ck, u: quantize_one(ck, u, cfg, qat, qat_lr), cache,
                           on_fold=_fold_echo(as_json or sweep), write=write)
@@ -86,7 +88,8 @@ def quantize(model, bits, act_bits, weights_only, per_channel, qat_epochs, qat_l
     click.echo(f"W{bits}/A{act_bits or bits}{' weights-only' if weights_only else ''}: utterance accuracy "
                f"float {pct(r['accuracy_float'])} -> post-training {pct(r['accuracy_ptq'])} -> final "
                f"{pct(r['accuracy_quantized'])} (window {pct(r['accuracy_quantized_window'])})")
-    click.echo(f"weight bytes {r['weight_bytes_float']:.0f} -> {r['weight_bytes_quantized']:.0f}; "
+    click.echo(f"weight bytes {r['weight_bytes_float']:.0f} -> {r['weight_bytes_quantized']:.0f} "
+               f"({r['weight_matrix_bytes']:.0f} weights + {r['bias_bytes']:.0f} biases); "
                f"overflows {sum(r.get('overflows', {}).values())}, weight saturations {r['weight_saturations']}, "
                f"fake-quant vs integer mismatches {r.get('bit_exact_mismatches', 'n/a')}; model: {r['model']}")
 

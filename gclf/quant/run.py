@@ -26,12 +26,6 @@ def quant_prob_fn(model, spec: dict):
     return IntegerReference(model, spec).prob_fn()
 
 
-def weight_bytes_quantized(model, spec: dict) -> int:
-    """Packed bytes of every stored weight and bias at its width."""
-    q, _ = integer_weights(model, spec)
-    return sum(packed_bytes(w.ints.size, w.width) for w in q.values())
-
-
 @torch.no_grad()
 def bit_exact_mismatches(model, spec: dict, x: torch.Tensor) -> int:
     """Windows whose fake-quant logits differ from the integer reference's (must be 0)."""
@@ -74,6 +68,9 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
                    "accuracy_quantized_window": final["accuracy_window"],
                    "weight_bytes_float": weight_bytes_float(model),
                    "weight_bytes_quantized": sum(packed_bytes(w.ints.size, w.width) for w in q.values()),
+                   "weight_matrix_bytes": sum(packed_bytes(w.ints.size, w.width) for k, w in q.items()
+                                              if k.endswith(".weight")),
+                   "bias_bytes": sum(packed_bytes(w.ints.size, w.width) for k, w in q.items() if k.endswith(".bias")),
                    "weight_saturations": w_sat, "acc_bits": spec["acc_bits"]})
     if not qcfg.weights_only:
         from .intref import IntegerReference

@@ -1,0 +1,41 @@
+"""Checks on real LibriSpeech (../shared/data/librispeech-251 or $GCLF_DATA); skipped where it is absent."""
+import pytest
+
+from gclf.corpus import scan_corpus
+from gclf.features import FeatureConfig
+from gclf.model import ModelConfig
+from gclf.pipeline import corpus_features, train_run
+from gclf.train import TrainConfig
+
+from .conftest import REAL_DATA
+
+pytestmark = pytest.mark.realdata
+
+
+def test_real_corpus_layout():
+    c = scan_corpus(REAL_DATA)
+    sexes = list(c.speakers.values())
+    assert len(c.utterances) == 251 and sexes.count("F") == 125 and sexes.count("M") == 126
+    assert c.skipped_unknown_speaker == 0
+
+
+@pytest.fixture(scope="module")
+def real_features(tmp_path_factory, librosa_warm):
+    return corpus_features(REAL_DATA, FeatureConfig(), tmp_path_factory.mktemp("realcache"), workers=2)
+
+
+def test_real_features(real_features):
+    utts, info = real_features
+    assert len(utts) == 251 and info["skipped"] == 0
+    assert all(u.mfcc.shape[0] == 40 for u in utts)
+    assert 0.8 < sum(u.seconds for u in utts) / 3600 < 0.95   # 52 minutes of audio
+
+
+def test_short_real_cv_generalises_to_unseen_speakers(real_features, tmp_path):
+    """A short 3-fold run (15 epochs) on real speech: well above chance on unseen speakers.
+    The full recipe reaches 97.6 % (README); this floor leaves wide margin on a fixed seed."""
+    utts, info = real_features
+    r = train_run(utts, tmp_path, ModelConfig(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0),
+                  info["corpus"])
+    assert r["accuracy_utterance_mean"] >= 0.88, r
+    assert r["accuracy_window_mean"] >= 0.85, r
