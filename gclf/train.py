@@ -169,14 +169,14 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for fold in sorted({r["fold"] for r in rows}, key=str):
+    for n, fold in enumerate(sorted({r["fold"] for r in rows}, key=str)):
         rs = [r for r in rows if r["fold"] == fold]
-        ep = [r["epoch"] for r in rs]
-        a.plot(ep, [r["train_loss"] for r in rs], "-", label=f"{fold} train")
+        ep, col = [r["epoch"] for r in rs], f"C{n % 10}"    # one colour per fold
+        a.plot(ep, [r["train_loss"] for r in rs], "-", color=col, label=f"{fold} train")
         if "val_loss" in rs[0]:
-            a.plot(ep, [r["val_loss"] for r in rs], "--", label=f"{fold} val")
-            b.plot(ep, [r["val_acc_utterance"] for r in rs], label=f"{fold} val (utterance)")
-        b.plot(ep, [r["train_acc"] for r in rs], ":", label=f"{fold} train (window)")
+            a.plot(ep, [r["val_loss"] for r in rs], "--", color=col, label=f"{fold} val")
+            b.plot(ep, [r["val_acc_utterance"] for r in rs], "-", color=col, label=f"{fold} val (utterance)")
+        b.plot(ep, [r["train_acc"] for r in rs], ":", color=col, label=f"{fold} train (window)")
     a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.4, 1.01))
     a.legend(fontsize=6)
