@@ -37,6 +37,16 @@ def write_utt(root: Path, spk: str, chap: str, utt: int, audio: np.ndarray, sr: 
     return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _work_in_tmp(tmp_path_factory):
+    """Run from a temporary folder: library defaults such as pkl_data/ and runs/ must never land in the
+    checkout during tests."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     """4 speakers (2 F, 2 M), 2 s tones, LibriSpeech layout."""

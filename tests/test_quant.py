@@ -135,3 +135,26 @@ def test_quantize_cli_json(trained_run, tmp_path):
     assert j["bits"] == 8 and j["bit_exact_mismatches"] == 0 and len(list((tmp_path / "q").glob("fold*.pt"))) == 3
     r = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "q"), "--json"])
     assert abs(json.loads(r.stdout)["accuracy_utterance"] - j["accuracy_quantized"]) < 1e-12
+
+
+def test_accumulator_bound_holds_on_extreme_inputs(fold, monkeypatch):
+    """Every accumulator the integer reference forms fits in spec['acc_bits'] (signed), even for inputs
+    driven to the rails of the input format."""
+    import gclf.quant.intref as intref
+
+    ck, utts = fold
+    model, spec, x = _spec(ck, utts, QuantConfig(bits=8))
+    seen = []
+    real = intref.requantize
+
+    def spy(acc, frac, fmt):
+        seen.append(int(np.abs(acc).max()))
+        return real(acc, frac, fmt)
+
+    monkeypatch.setattr(intref, "requantize", spy)
+    ref = IntegerReference(model, spec)
+    f = ref.fmt["input"]
+    rng = np.random.default_rng(0)
+    rails = rng.choice([f.min_int, f.max_int], size=(64, 40, 99))
+    ref.run_int(np.concatenate([ref.quantize_input(x[:64]), rails]))
+    assert max(seen) < 2 ** (spec["acc_bits"] - 1)

@@ -106,16 +106,25 @@ def _quant_rows(w: np.ndarray, entry: dict, rounding: str, kind: str) -> tuple[W
 
 
 def accumulator_bits(model: GenderNet, spec: dict) -> int:
-    """Smallest accumulator width that cannot overflow: worst case |sum of products| + |aligned bias|."""
+    """Smallest signed accumulator width that cannot overflow, from the worst case of every sum:
+    fan-in x max |weight| x max |input| (each shifted left by its alignment), plus the aligned bias."""
     wb, ab = spec["bits"], spec["act_bits"]
-    fracs = acc_fracs(spec, model)
+    fr = acc_fracs(spec, model)
+    prod = 2.0 ** (wb - 1) * 2.0 ** (ab - 1)
+
+    def fan_in(mod):
+        return mod.weight[0].numel() if layer_kind(mod) == "conv" else mod.in_features
+
+    def bias_max(owner):
+        e = spec["biases"][owner]
+        return float(np.max(2.0 ** (e["width"] - 1) * 2.0 ** (fr[owner] - (e["width"] - 1 - np.array(e["integer"])))))
+
     worst = 0.0
     for name, mod in weighted_layers(model):
-        fan_in = mod.weight[0].numel() if layer_kind(mod) == "conv" else mod.in_features
-        worst = max(worst, fan_in * 2.0 ** (wb - 1) * 2.0 ** (ab - 1))
-    for name, e in spec["biases"].items():
-        owner = fracs["lstm"] if name == "lstm" else fracs[name]
-        shift = np.max(owner - (e["width"] - 1 - np.array(e["integer"])))
-        worst_b = 2.0 ** (e["width"] - 1) * 2.0 ** shift
-        worst = max(worst, 2 * worst + worst_b if name == "lstm" else worst + worst_b)
+        if not name.startswith("lstm."):
+            worst = max(worst, fan_in(mod) * prod + bias_max(name))
+    lstm = model.lstm
+    ih = fan_in(lstm.ih) * prod * float(np.max(2.0 ** (fr["lstm"] - fr["lstm.ih"])))
+    hh = fan_in(lstm.hh) * prod * float(np.max(2.0 ** (fr["lstm"] - fr["lstm.hh"])))
+    worst = max(worst, ih + hh + bias_max("lstm"))
     return int(math.ceil(math.log2(worst + 1))) + 1

@@ -14,7 +14,8 @@ spec's rounding, every requantization saturates and counts):
 Weights are symmetric signed ``bits``-bit with a power-of-two scale chosen from their range (per tensor,
 or per output channel); biases are ``bias_bits`` wide (default 2 x bits, at most 32), their fraction capped
 at the accumulator's so alignment is an exact left shift. The LSTM's two biases are folded into one.
-Accumulators are int64 in the reference, saturated at ``acc_bits``.
+Accumulators are int64 in the reference; ``acc_bits`` is the width a worst-case bound proves sufficient
+(so an accumulator can never overflow and needs no saturation); the generated C uses int32 where it fits.
 """
 from __future__ import annotations
 

@@ -1,0 +1,96 @@
+"""`gclf export-weights` and `gclf export-c`: a fixed-point checkpoint as integer files, and as C99."""
+from __future__ import annotations
+
+import click
+
+from .common import CONTEXT, cache_option, emit_json, json_option
+
+DEFAULT_MODEL = "runs/model-q8"
+
+
+def _model_option(f):
+    return click.option("--model", type=click.Path(), default=DEFAULT_MODEL, show_default=True,
+                        help="A fixed-point checkpoint (from `gclf quantize`), or a run folder: its first fold "
+                             "checkpoint (fold1.pt) is exported.")(f)
+
+
+def _kb(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,} B"
+
+
+@click.command("export-weights", context_settings=CONTEXT)
+@_model_option
+@click.option("--out", type=click.Path(file_okay=False), default="weights_data", show_default=True,
+              help="Folder for the C header, the .mem files, the .npz and manifest.json.")
+@click.option("--name", default=None,
+              help="Model name: file prefix and C symbol prefix [default: gclf_<checkpoint name>, e.g. gclf_fold1].")
+@json_option
+def export_weights(model, out, name, as_json):
+    """Integer weights and Q formats of a fixed-point checkpoint: C header, $readmemh .mem files, .npz, manifest.
+
+    Circulant layers are written as their stored (p, q, k) defining vectors, not as the materialised matrix.
+    """
+    from ..export.weights import export_weights as run
+
+    r = run(model, out, name)
+    if as_json:
+        emit_json(r)
+        return
+    b = r["bytes"]
+    click.echo(f"exported {r['tensors']} tensors of {r['source']} ({r['chain']}) to {r['out']}/")
+    click.echo(f"  header {_kb(b['header'])}, {len(r['files']['mem'])} .mem files {_kb(b['mem'])}, "
+               f"npz {_kb(b['npz'])}, manifest {_kb(b['manifest'])}; packed weights {_kb(r['weight_bytes_packed'])}")
+
+
+def _print_c(r: dict) -> None:
+    b = r["bytes"]
+    click.echo(f"wrote {r['out']}/gclf_model.c ({_kb(b['gclf_model.c'])}) and gclf_model.h ({_kb(b['gclf_model.h'])}) "
+               f"for {r['source']} ({r['chain']})")
+    acts = ", ".join(f"{k[5:]} {v}" for k, v in r["activations"].items())
+    circ = ", ".join(r["circulant_layers"]) or "none"
+    click.echo(f"  accumulators {r['acc_ctype']} ({r['acc_bits_needed']} bits needed); activations: {acts}; "
+               f"circulant layers: {circ} (direct products, not materialised)")
+    s = r.get("sizes")
+    if s:
+        click.echo(f"  object ({s['cflags']}): text {_kb(s['text'])}, data {_kb(s['data'])}, bss {_kb(s['bss'])} "
+                   f"(code {_kb(s['code'])}, constants {_kb(s['rodata'])}); stack <= {_kb(s['stack'])}; "
+                   f"static RAM {_kb(s['static_ram'])} (bss + writable data + stack)")
+    elif "sizes" in r:
+        click.echo("  no C compiler found: sizes not measured")
+    v = r.get("verify")
+    if v:
+        click.echo(f"  verified: {v['mismatches']} of {v['windows']} held-out windows differ from the integer reference")
+
+
+@click.command("export-c", context_settings=CONTEXT)
+@_model_option
+@click.option("--out", type=click.Path(file_okay=False), default="export", show_default=True,
+              help="Folder for gclf_model.c and gclf_model.h.")
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Compile the object with the system C compiler and report text/data/bss, stack and static RAM.")
+@click.option("--verify", is_flag=True,
+              help="Also compile a harness and compare its logits with the integer reference on the checkpoint's "
+                   "held-out windows (needs the corpus features, see --cache).")
+@cache_option
+@json_option
+def export_c(model, out, measure, verify, cache, as_json):
+    """Integer-only C99 inference (gclf_model.c/.h), bit-exact with the integer reference.
+
+    Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
+    from their defining vectors. The input is the quantized InputNorm output (the host keeps the front-end).
+    """
+    from ..errors import GclfError
+    from ..export.c import export_c as run
+
+    r = run(model, out, measure=measure)
+    if verify:
+        from ..export.cbuild import verify_export
+
+        r["verify"] = verify_export(model, out, cache)
+    emit_json(r) if as_json else _print_c(r)
+    if verify and r["verify"]["mismatches"]:
+        raise GclfError(f"the C differs from the integer reference on {r['verify']['mismatches']} of "
+                        f"{r['verify']['windows']} windows")
+
+
+COMMANDS = [export_weights, export_c]
