@@ -158,3 +158,20 @@ def test_accumulator_bound_holds_on_extreme_inputs(fold, monkeypatch):
     rails = rng.choice([f.min_int, f.max_int], size=(64, 40, 99))
     ref.run_int(np.concatenate([ref.quantize_input(x[:64]), rails]))
     assert max(seen) < 2 ** (spec["acc_bits"] - 1)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_fake_quant_tensors_equal_the_integer_weights(fold, bits):
+    """Structural check behind bit-exactness: every weight and bias the fake-quant model multiplies by is
+    exactly the integer reference's integer times 2**-frac (at 16 bits the biases are 32 bits wide, where
+    a float32 fold of the LSTM's two biases used to differ)."""
+    ck, utts = fold
+    model, spec, _ = _spec(ck, utts, QuantConfig(bits=bits))
+    ref = IntegerReference(model, spec)
+    net = FakeQuantNet(model, spec, "full")
+    for name, mod in [("conv1", model.conv1), ("lstm.ih", model.lstm.ih), ("lstm.hh", model.lstm.hh), ("fc1", model.fc1)]:
+        wq = ref.q[name + ".weight"]
+        np.testing.assert_array_equal(net._weight(name, mod).detach().numpy(), wq.values())
+    for owner in ("conv1", "conv2", "lstm", "fc1", "fc2", "fc3"):
+        bq = ref.q[owner + ".bias"]
+        np.testing.assert_array_equal(net._bias(owner).detach().numpy(), bq.values())

@@ -9,7 +9,7 @@ import torch
 
 from ..model import GenderNet
 from .fakequant import FakeQuantNet
-from .layers import layer_kind, weighted_layers
+from .layers import float_bias_tensors, layer_kind, weighted_layers
 from .qformat import QFormat
 from .spec import QuantConfig, WeightQ, act_format, config_dict, quantize_bias, quantize_weight
 
@@ -70,9 +70,8 @@ def make_spec(model: GenderNet, ranges: dict[str, float] | None, cfg: QuantConfi
 
 def float_biases(model: GenderNet) -> dict[str, np.ndarray]:
     """Biases by owner; the LSTM's b_ih + b_hh are folded into one."""
-    b = {"conv1": model.conv1.bias, "conv2": model.conv2.bias, "lstm": model.lstm.ih.bias + model.lstm.hh.bias}
-    b.update({n: getattr(model, n).bias for n in model.fc_names})
-    return {k: v.detach().double().numpy() for k, v in b.items()}
+    return {k: v.detach().numpy() for k, v in float_bias_tensors(model).items()}
+
 
 
 def integer_weights(model: GenderNet, spec: dict) -> tuple[dict[str, WeightQ], int]:

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..model import GenderNet
-from .layers import expand
+from .layers import expand, float_bias_tensors
 from .primitives import round_torch
 from .qformat import QFormat
 from .spec import activation_fixed, sigmoid_format, tanh_format
@@ -68,17 +68,17 @@ class FakeQuantNet(nn.Module):
         f = QFormat.from_dict(self.spec["acts"][site])
         return fq(v, f.frac, f.width, f.signed, f.rounding, self.overflows, site)
 
-    def _weight(self, name: str, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """(matrix to multiply by, bias) with weights quantized per the spec (float in observe mode)."""
+    def _weight(self, name: str, module: nn.Module) -> torch.Tensor:
+        """The matrix to multiply by, with weights quantized per the spec (float in observe mode)."""
         w = module.weight.double()
-        b = module.bias.double()
         if self.mode != "observe":
             s = self.spec["weights"][name]
             w = fq(w, s["width"] - 1 - np.array(s["integer"]), s["width"], True, self.spec["rounding"],
                    self.overflows, name + ".weight")
-        return expand(module, w), b
+        return expand(module, w)
 
-    def _bias(self, name: str, b: torch.Tensor) -> torch.Tensor:
+    def _bias(self, name: str) -> torch.Tensor:
+        b = float_bias_tensors(self.model)[name]
         if self.mode == "observe":
             return b
         s = self.spec["biases"][name]
@@ -97,14 +97,14 @@ class FakeQuantNet(nn.Module):
         m = self.model
         x = self._act(m.norm(x.double()), "input")                       # (B, 40, T)
         for name in ("conv1", "conv2"):
-            w, b = self._weight(name, getattr(m, name))
-            x = self._act(F.relu(F.conv1d(x, w) + self._bias(name, b)[:, None]), name)
+            w = self._weight(name, getattr(m, name))
+            x = self._act(F.relu(F.conv1d(x, w) + self._bias(name)[:, None]), name)
         x = m.pool(x)                                                    # (B, 8, 5)
         h_all = self._lstm(x.transpose(1, 2))                            # (B, 5, 16)
         x = h_all.flatten(1)
         for i, name in enumerate(m.fc_names):
-            w, b = self._weight(name, getattr(m, name))
-            x = x @ w.T + self._bias(name, b)
+            w = self._weight(name, getattr(m, name))
+            x = x @ w.T + self._bias(name)
             x = self._act(F.relu(x) if i < len(m.fc_names) - 1 else x, name)
         return x
 
@@ -131,9 +131,9 @@ class FakeQuantNet(nn.Module):
 
     def _lstm(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
-        wi, bi = self._weight("lstm.ih", m.lstm.ih)
-        wh, bh = self._weight("lstm.hh", m.lstm.hh)
-        bias = self._bias("lstm", bi + bh)                          # the two biases, folded
+        wi = self._weight("lstm.ih", m.lstm.ih)
+        wh = self._weight("lstm.hh", m.lstm.hh)
+        bias = self._bias("lstm")                                     # the two biases, folded
         bsz, steps, _ = x.shape
         hid = m.lstm.hidden
         h = x.new_zeros(bsz, hid)

@@ -34,3 +34,13 @@ def expand(module: nn.Module, stored: torch.Tensor) -> torch.Tensor:
 def weighted_layers(model: GenderNet) -> list[tuple[str, nn.Module]]:
     """(name, module) in datapath order: conv1, conv2, lstm.ih, lstm.hh, fc1..fcN."""
     return [("conv1", model.conv1), ("conv2", model.conv2)] + [(n, model.get_submodule(n)) for n in linear_names(model)]
+
+
+def float_bias_tensors(model: GenderNet) -> dict[str, torch.Tensor]:
+    """The biases as float64 tensors (differentiable); the LSTM's two are folded *in float64*, the one
+    definition shared by the integer weights and the fake-quant model (a float32 sum differs at 32-bit
+    bias widths)."""
+    b = {"conv1": model.conv1.bias.double(), "conv2": model.conv2.bias.double(),
+         "lstm": model.lstm.ih.bias.double() + model.lstm.hh.bias.double()}
+    b.update({n: getattr(model, n).bias.double() for n in model.fc_names})
+    return b
