@@ -61,6 +61,9 @@ def atomic_write(path: str | Path, writer: Callable[[Any], None], mode: str = "w
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode open() would have
     try:
         with os.fdopen(fd, mode) as fh:
             writer(fh)

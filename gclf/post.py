@@ -63,7 +63,7 @@ def approx_one(ck: dict, utts, sigmoid: str, tanh: str, epochs: int = 10, lr: fl
     step = {"step": "approx", "sigmoid": sigmoid, "tanh": tanh, "finetune_epochs": epochs}
     report = {"sigmoid": sigmoid, "tanh": tanh, "accuracy_before": before["utt"], "accuracy_swapped": swapped["utt"],
               "accuracy_after": after["utt"], "accuracy_before_window": before["win"],
-              "accuracy_after_window": after["win"], **ft}
+              "accuracy_swapped_window": swapped["win"], "accuracy_after_window": after["win"], **ft}
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
     return make_checkpoint(model, fcfg, ck["chain"] + [step], ck["split"], ck.get("corpus"), report), report
 

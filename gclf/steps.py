@@ -53,9 +53,14 @@ def mean_report(reports: list[dict]) -> dict:
     for key, v in reports[0].items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        vals = np.array([r[key] for r in reports], dtype=float)
-        out[key] = float(vals.mean()) if "accuracy" in key else (int(vals.sum()) if "mismatch" in key or "saturation" in key
-                                                                  else float(vals.mean()))
+        raw = [r[key] for r in reports]
+        vals = np.array(raw, dtype=float)
+        if "mismatch" in key or "saturation" in key:
+            out[key] = int(vals.sum())                     # counts add up over folds
+        elif all(isinstance(v, int) for v in raw) and len(set(raw)) == 1:
+            out[key] = raw[0]                              # a setting, e.g. the block size
+        else:
+            out[key] = float(vals.mean())
         if "accuracy" in key:
             out[key + "_std"] = float(vals.std())
     for key in ("overflows",):

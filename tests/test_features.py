@@ -128,3 +128,12 @@ def test_restricted_unpickler_loads_arrays_and_rejects_truncated(tmp_path):
 def test_load_cache_of_non_cache_folder(tmp_path):
     with pytest.raises(GclfError, match="not a gclf feature cache"):
         load_cache(tmp_path)
+
+
+def test_atomic_writes_get_normal_file_modes(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = atomic_pickle(tmp_path / "m.pkl", {"a": 1})
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644

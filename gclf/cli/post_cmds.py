@@ -138,8 +138,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
                 for s_, t_ in SWEEP_APPROX]
         cols = [("sigmoid", "sigmoid"), ("tanh", "tanh"), ("sigmoid_max_error", "sigmoid max err"),
                 ("tanh_max_error", "tanh max err"), ("accuracy_before", "float utt."),
-                ("accuracy_swapped", "swapped utt."), ("accuracy_after", "fine-tuned utt."),
-                ("accuracy_after_window", "fine-tuned win.")]
+                ("accuracy_swapped", "swapped utt."), ("accuracy_swapped_window", "swapped win."),
+                ("accuracy_after", "fine-tuned utt."), ("accuracy_after_window", "fine-tuned win.")]
         emit_json(rows) if as_json else click.echo(_table(rows, cols))
         return
     r = run(sigmoid, tanh, True)

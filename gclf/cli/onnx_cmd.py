@@ -1,0 +1,99 @@
+"""`gclf export-onnx`: a checkpoint (or the folds of a run) as ONNX files in export/, checked and measured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import GclfError
+from .common import CONTEXT, cache_option, data_option, emit_json, json_option, model_option, warn
+
+
+def _pick(model: str, fold: int | None, all_folds: bool) -> list[Path]:
+    """The checkpoints to export: the file given, or fold N / every fold of a run folder (default fold 1)."""
+    from ..checkpoint import checkpoint_paths
+
+    if fold is not None and all_folds:
+        raise GclfError("give --fold N or --all, not both")
+    paths = checkpoint_paths(model)
+    if Path(model).is_file():
+        if fold is not None or all_folds:
+            raise GclfError(f"{model} is a checkpoint file: --fold and --all apply to a run folder")
+        return paths
+    if all_folds:
+        return paths
+    want = f"fold{fold or 1}.pt"
+    chosen = [p for p in paths if p.name == want]
+    if not chosen:
+        raise GclfError(f"{model} has no {want} (folds: {', '.join(p.stem for p in paths)})")
+    return chosen
+
+
+class _HeldOut:
+    """Held-out windows of each checkpoint; the corpus features are read once, a missing corpus warns once."""
+
+    def __init__(self, cache: str, data: str | None):
+        self.cache, self.data, self.utts, self.failed = cache, data, None, False
+
+    def __call__(self, ck: dict):
+        from ..pipeline import features_for_checkpoint, heldout_windows
+
+        if self.failed:
+            return None
+        try:
+            if self.utts is None:
+                self.utts = features_for_checkpoint(ck, self.cache, self.data)
+            return heldout_windows(ck, self.utts).x
+        except GclfError as exc:
+            self.failed = self.utts is None
+            warn(f"{exc}; checking on synthetic windows instead (agreement not measured on real speech)")
+            return None
+
+
+def _line(r: dict) -> str:
+    m = r["matches_pytorch"]
+    text = (f"{r['path']}: {r['bytes']} bytes, opset {r['opset']}, {r['form']} ({r['chain']}); "
+            f"max |ONNX - PyTorch| {max(m.values()):.2g} at batch 1 and 7")
+    a = r.get("agreement")
+    if a:
+        text += (f"; vs {a['reference']} on {a['windows']} {'held-out' if a['held_out'] else 'synthetic'} windows: "
+                 f"argmax {100 * a['argmax_agreement']:.1f} %, max |logit diff| {a['max_abs_logit_diff']:.2g}")
+    return text
+
+
+@click.command("export-onnx", context_settings=CONTEXT)
+@model_option
+@click.option("--fold", type=click.IntRange(1, 1000), default=None,
+              help="Fold checkpoint of a run folder to export [default: 1].")
+@click.option("--all", "all_folds", is_flag=True, help="Export every fold checkpoint of the run folder.")
+@click.option("--out", type=click.Path(file_okay=False), default="export", show_default=True,
+              help="Folder for <run>-<fold>.onnx files.")
+@click.option("--opset", type=click.IntRange(13, 23), default=None,
+              help="ONNX opset: 18..23 for a float model, 13..23 for 8-bit fixed point, 21..23 wider "
+                   "(int16 QDQ) [default: 18, or 21 for fixed point wider than 8 bits].")
+@data_option
+@cache_option
+@json_option
+def export_onnx(model, fold, all_folds, out, opset, data, cache, as_json):
+    """Write checkpoints as ONNX: the float model, or the fixed-point chain as a QDQ graph.
+
+    Circulant layers are materialised as dense matrices. Each file passes onnx.checker (full check); its
+    onnxruntime output is compared with PyTorch at batch 1 and 7 and, for a fixed-point model, with the
+    integer reference on the fold's held-out windows. What ONNX cannot express is listed under "notes"
+    in --json.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..export.onnx import export_name, export_onnx as export_one
+
+    results, heldout = [], _HeldOut(cache, data)
+    for p in _pick(model, fold, all_folds):
+        ck = load_checkpoint(p)
+        r = export_one(ck, Path(out) / export_name(p), opset=opset, windows=heldout(ck))
+        results.append(r)
+        if not as_json:
+            click.echo(_line(r))
+    if as_json:
+        emit_json(results if all_folds else results[0])
+
+
+COMMANDS = [export_onnx]
