@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench report clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only
+
+# The README table: benchmarks of every step and the two peers on the run RUN (and its RUN-* step
+# folders; missing ones are built in a temporary folder), then the Markdown table and the PNG.
+RUN ?= runs/model
+report: $(STAMP)
+	mkdir -p runs/report
+	GCLF_BENCH_RUN=$(RUN) $(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json runs/report/bench.json
+	$(BIN)/gclf report $(RUN) --bench-json runs/report/bench.json --out runs/report
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache
