@@ -64,8 +64,16 @@ def step_label(chain: list[dict]) -> str:
         elif kind == "approx":
             parts.append(f"PWL {s['sigmoid']}/{s['tanh']}")
         elif kind == "quantize":
-            parts.append(f"W{s['bits']} weights-only" if s.get("weights_only")
-                         else f"W{s['bits']}/A{s.get('act_bits') or s['bits']}")
+            label = (f"W{s['bits']} weights-only" if s.get("weights_only")
+                     else f"W{s['bits']}/A{s.get('act_bits') or s['bits']}")
+            spec = s.get("spec", {})
+            if spec.get("bias_bits") and spec["bias_bits"] != min(32, 2 * s["bits"]):
+                label += f" (bias {spec['bias_bits']} bits)"     # non-default bias width
+            if spec.get("per_channel"):
+                label += " per-channel"
+            if s.get("qat_epochs"):
+                label += f" QAT {s['qat_epochs']}"
+            parts.append(label)
     return " > ".join(parts) or "float"
 
 
