@@ -124,11 +124,13 @@ def dumps(obj) -> str:
 def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str | Path = "pkl_data",
                        workers: int | None = None) -> dict:
     """Each checkpoint on a corpus, leaving out any speaker it was trained or validated on (counted)."""
-    results, excluded = [], 0
+    results, excluded, feats = [], 0, {}
     for p in checkpoint_paths(model_path, include_final=False):
         ck = load_checkpoint(p)
         fcfg = FeatureConfig.from_dict(ck["feature_config"])
-        utts, _ = corpus_features(data, fcfg, cache_root, workers)
+        if fcfg not in feats:                    # folds of a run share one feature config: load once
+            feats[fcfg] = corpus_features(data, fcfg, cache_root, workers)[0]
+        utts = feats[fcfg]
         split = ck.get("split", {})
         seen = set(split.get("train_speakers", [])) | set(split.get("val_speakers", []))
         if Path(ck.get("corpus") or "").resolve() != Path(_root(data)).resolve():

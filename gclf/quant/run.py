@@ -18,22 +18,29 @@ from .fakequant import FakeQuantNet
 from .spec import QuantConfig, packed_bytes, weight_bytes_float
 
 
-def quant_prob_fn(model, spec: dict):
+def measure_quantized(model, spec: dict, test, check_exact: bool = False) -> tuple[dict, dict]:
+    """Accuracy of the quantized model on ``test`` (the integer reference, or weights-only fake-quant) and,
+    from that same run, the overflow counts and (optionally) the fake-quant/integer mismatches."""
     if spec["weights_only"]:
-        return torch_prob_fn(FakeQuantNet(model, spec, "weights"))
+        return evaluate(torch_prob_fn(FakeQuantNet(model, spec, "weights")), test), {}
     from .intref import IntegerReference
 
-    return IntegerReference(model, spec).prob_fn()
+    ref = IntegerReference(model, spec)
+    metrics = evaluate(ref.prob_fn(), test)
+    extra = {"overflows": dict(ref.overflows)}
+    if check_exact:
+        extra["bit_exact_mismatches"] = bit_exact_mismatches(model, spec, test.x, ref)
+    return metrics, extra
 
 
 @torch.no_grad()
-def bit_exact_mismatches(model, spec: dict, x: torch.Tensor) -> int:
+def bit_exact_mismatches(model, spec: dict, x: torch.Tensor, ref=None) -> int:
     """Windows whose fake-quant logits differ from the integer reference's (must be 0)."""
     from .intref import IntegerReference
 
-    ref = IntegerReference(model, spec).logits(x)
+    ref = ref or IntegerReference(model, spec)
     fq = FakeQuantNet(model, spec, "full").eval()(x).numpy()
-    return int((ref != fq).any(axis=1).sum())
+    return int((ref.logits(x) != fq).any(axis=1).sum())
 
 
 def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
@@ -51,7 +58,7 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     acc_float = evaluate(torch_prob_fn(model), test)
     ranges = observe_ranges(model, ws_calib.x) if not qcfg.weights_only else None
     spec = make_spec(model, ranges, qcfg)
-    acc_ptq = evaluate(quant_prob_fn(model, spec), test)
+    acc_ptq, extra = measure_quantized(model, spec, test, check_exact and qat_epochs == 0)
     report = {"accuracy_float": acc_float["accuracy_utterance"], "accuracy_float_window": acc_float["accuracy_window"],
               "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
     final = acc_ptq
@@ -62,7 +69,7 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
         net = FakeQuantNet(model, spec, "weights" if qcfg.weights_only else "full")
         fit(model, select(utts, split["train_speakers"]), select(utts, split["val_speakers"]), fcfg, tcfg,
             log=log, seed=seed, forward=net)
-        final = evaluate(quant_prob_fn(model, spec), test)
+        final, extra = measure_quantized(model, spec, test, check_exact)
     q, w_sat = integer_weights(model, spec)
     report.update({"accuracy_quantized": final["accuracy_utterance"],
                    "accuracy_quantized_window": final["accuracy_window"],
@@ -71,15 +78,7 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
                    "weight_matrix_bytes": sum(packed_bytes(w.ints.size, w.width) for k, w in q.items()
                                               if k.endswith(".weight")),
                    "bias_bytes": sum(packed_bytes(w.ints.size, w.width) for k, w in q.items() if k.endswith(".bias")),
-                   "weight_saturations": w_sat, "acc_bits": spec["acc_bits"]})
-    if not qcfg.weights_only:
-        from .intref import IntegerReference
-
-        ref = IntegerReference(model, spec)
-        ref.prob_fn()(test.x)
-        report["overflows"] = ref.overflows
-        if check_exact:
-            report["bit_exact_mismatches"] = bit_exact_mismatches(model, spec, test.x)
+                   "weight_saturations": w_sat, "acc_bits": spec["acc_bits"], **extra})
     step = {"step": "quantize", "bits": qcfg.bits, "act_bits": qcfg.a_bits, "weights_only": qcfg.weights_only,
             "qat_epochs": qat_epochs, "spec": spec}
     new = make_checkpoint(model, fcfg, ck["chain"] + [step], split, ck.get("corpus"),
