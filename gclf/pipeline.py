@@ -108,13 +108,16 @@ def heldout_windows(ck: dict, utts: list[UtteranceFeatures]):
 
 def evaluate_run(model_path: str | Path, cache_root: str | Path = "pkl_data") -> dict:
     """Accuracy of each fold checkpoint on its own held-out speakers, and the mean over folds."""
-    results, utts = [], None
+    results, utts, evaluated, windows = [], None, set(), 0
     for p in checkpoint_paths(model_path):
         ck = load_checkpoint(p)
         utts = utts if utts is not None else features_for_checkpoint(ck, cache_root)
-        m = evaluate(prob_fn_for(ck), heldout_windows(ck, utts))
+        ws = heldout_windows(ck, utts)
+        m = evaluate(prob_fn_for(ck), ws)
         results.append({"checkpoint": str(p), **m})
-    return {**summarize_folds(results), "folds": results}
+        evaluated.update(u.uid for u in ws.utts)
+        windows += len(ws.y)
+    return _evaluation_summary(results, evaluated, windows)
 
 
 def dumps(obj) -> str:
@@ -124,7 +127,7 @@ def dumps(obj) -> str:
 def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str | Path = "pkl_data",
                        workers: int | None = None) -> dict:
     """Each checkpoint on a corpus, leaving out any speaker it was trained or validated on (counted)."""
-    results, excluded, feats = [], 0, {}
+    results, excluded, feats, evaluated, windows = [], 0, {}, set(), {}
     for p in checkpoint_paths(model_path, include_final=False):
         ck = load_checkpoint(p)
         fcfg = FeatureConfig.from_dict(ck["feature_config"])
@@ -139,9 +142,26 @@ def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str
         excluded = len(utts) - len(unseen)
         if not unseen:
             raise GclfError(f"{p}: every speaker of {data} was seen in training")
-        m = evaluate(prob_fn_for(ck), eval_windows(unseen, fcfg))
+        ws = eval_windows(unseen, fcfg)
+        m = evaluate(prob_fn_for(ck), ws)
         results.append({"checkpoint": str(p), "excluded_seen_utterances": excluded, **m})
-    return {**summarize_folds(results), "folds": results}
+        evaluated.update(u.uid for u in unseen)
+        windows.update({u.uid: int((ws.utt_index == i).sum()) for i, u in enumerate(unseen)})
+    return _evaluation_summary(results, evaluated, sum(windows.values()))
+
+
+def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> dict:
+    """Mean/std over models, plus distinct counts of what was evaluated and the confusion matrix summed
+    over the models (rows true M/F, columns predicted M/F)."""
+    import numpy as np
+
+    out = {**summarize_folds(results), "folds": results}
+    out.update({"accuracy_utterance": out["accuracy_utterance_mean"], "accuracy_window": out["accuracy_window_mean"],
+                "utterances": len(uids), "windows": windows,
+                "speakers": len({uid.split("-")[0] for uid in uids}),
+                "confusion": {"rows_true": ["M", "F"], "cols_pred": ["M", "F"],
+                              "matrix": np.sum([r["confusion"]["matrix"] for r in results], axis=0).tolist()}})
+    return out
 
 
 def _root(data) -> Path:

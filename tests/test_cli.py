@@ -87,6 +87,8 @@ def test_train_evaluate_predict_json(synth_corpus, synth_features, tmp_path):
     for key in ("accuracy_utterance", "accuracy_window", "utterances", "windows", "speakers"):
         assert key in e
     assert e["utterances"] == 60 and e["speakers"] == 60
+    assert sum(map(sum, e["confusion"]["matrix"])) == 60          # folds are disjoint: each utterance once
+    assert e["windows"] == sum(f["windows"] for f in e["folds"])
     assert abs(e["accuracy_utterance"] - t["accuracy_utterance_mean"]) < 1e-12
     flac = next(synth_corpus.rglob("*.flac"))
     r = run(["predict", str(flac), "--model", out, "--json"])
@@ -100,6 +102,9 @@ def test_evaluate_on_another_corpus_leaves_out_seen_speakers(synth_corpus, synth
              "--cache", str(tmp_path / "pkl"), "--json"])
     e = json.loads(r.stdout)
     assert e["folds"][0]["excluded_seen_utterances"] == 40 and e["utterances"] == 20
+    r = run(["evaluate", "--model", str(out), "--data", str(synth_corpus), "--cache", str(tmp_path / "pkl"), "--json"])
+    e = json.loads(r.stdout)   # three models, each on the 20 speakers it never saw: 60 distinct utterances
+    assert e["utterances"] == 60 and sum(map(sum, e["confusion"]["matrix"])) == 60
 
 
 def test_predict_unreadable_file_is_an_error(trained_run, monkeypatch, capsys, tmp_path):

@@ -78,11 +78,6 @@ def evaluate(model, data, cache, workers, as_json):
     from ..pipeline import evaluate_on_corpus, evaluate_run
 
     r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache)
-    flat = r["folds"][0] if len(r["folds"]) == 1 else {}
-    r.update({"accuracy_utterance": r["accuracy_utterance_mean"], "accuracy_window": r["accuracy_window_mean"],
-              "windows": sum(f["windows"] for f in r["folds"]),
-              "speakers": sum(f["speakers"] for f in r["folds"]) if not data else flat.get("speakers", r["folds"][0]["speakers"]),
-              "confusion": flat.get("confusion")})
     emit_json(r) if as_json else _print_eval(r)
 
 
