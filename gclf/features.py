@@ -155,8 +155,16 @@ def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = 
         else:
             todo.append((u, cfg, str(pkl)))
     workers = max(1, workers or os.cpu_count() or 1)
-    results: Iterable = (map(_work, todo) if workers == 1 or len(todo) < 2
-                         else ProcessPoolExecutor(min(workers, len(todo))).map(_work, todo, chunksize=1))
+    if workers == 1 or len(todo) < 2:
+        _collect(map(_work, todo), summary, progress, on_error)
+    else:
+        with ProcessPoolExecutor(min(workers, len(todo))) as pool:   # workers end with the extraction
+            _collect(pool.map(_work, todo, chunksize=1), summary, progress, on_error)
+    return summary
+
+
+def _collect(results: Iterable, summary: ExtractSummary, progress, on_error) -> None:
+    """Count each worker result into the summary as it arrives."""
     for uid, err in results:
         if err is None:
             summary.done += 1
@@ -167,7 +175,6 @@ def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = 
                 on_error(err)
         if progress:
             progress(1)
-    return summary
 
 
 @dataclass

@@ -9,7 +9,7 @@ normalisation, which removes gain and channel colouring) and scales by training-
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn

@@ -8,11 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import build_float_model, checkpoint_paths, load_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_paths, load_checkpoint, make_checkpoint, save_checkpoint
 from .corpus import scan_corpus
 from .dataset import eval_windows, select
 from .errors import GclfError
-from .evaluate import evaluate, summarize_folds, torch_prob_fn
+from .evaluate import evaluate, summarize_folds
 from .inference import prob_fn_for
 from .features import (FeatureConfig, UtteranceFeatures, cache_dir_for, extract_corpus, load_cache)
 from .io import atomic_json

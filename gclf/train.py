@@ -7,7 +7,7 @@ dropout, weight decay, label smoothing, and utterance-level averaging of window 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -147,10 +147,6 @@ def fold_splits(utts: list[UtteranceFeatures], k: int, seed: int) -> list[tuple[
         tset = set(test)
         out.append(({s: x for s, x in speakers.items() if s not in tset}, test))
     return out
-
-
-def train_config_dict(tcfg: TrainConfig) -> dict:
-    return asdict(tcfg)
 
 
 def write_log_csv(path: Path, rows: list[dict]) -> None:

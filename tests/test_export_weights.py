@@ -82,7 +82,7 @@ def test_every_file_reads_back_exactly(bits, tmp_path):
 
 
 def test_mem_is_twos_complement_hex():
-    from gclf.export.weights import mem_text, read_mem
+    from gclf.export.weights import mem_text
 
     assert mem_text(np.array([-1, 0, 3, -4]), 3) == "7\n0\n3\n4\n"
     assert mem_text(np.array([-128, 127, -1]), 8) == "80\n7f\nff\n"

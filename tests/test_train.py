@@ -1,7 +1,6 @@
 """Training: speaker-disjoint folds, reproducibility, checkpoints, and learning on synthetic speech."""
 import json
 
-import numpy as np
 import torch
 
 from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
@@ -56,8 +55,8 @@ def test_same_seed_same_result(synth_features, tmp_path):
     wa = load_checkpoint(tmp_path / "a" / "fold1.pt")["state_dict"]
     wb = load_checkpoint(tmp_path / "b" / "fold1.pt")["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    c = train_run(utts, tmp_path / "c", ModelConfig(), FeatureConfig(), TrainConfig(epochs=2, folds=2, seed=6),
-                  info["corpus"])
+    train_run(utts, tmp_path / "c", ModelConfig(), FeatureConfig(), TrainConfig(epochs=2, folds=2, seed=6),
+              info["corpus"])
     wc = load_checkpoint(tmp_path / "c" / "fold1.pt")["state_dict"]
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 

@@ -11,10 +11,7 @@ from ..model import GenderNet
 from .fakequant import FakeQuantNet
 from .layers import float_bias_tensors, layer_kind, weighted_layers
 from .qformat import QFormat
-from .spec import QuantConfig, WeightQ, act_format, config_dict, quantize_bias, quantize_weight
-
-BIAS_OWNERS = ("conv1", "conv2", "lstm")  # + fc names
-
+from .spec import QuantConfig, WeightQ, act_format, bias_format_entry, config_dict, weight_format_entry
 
 @torch.no_grad()
 def observe_ranges(model: GenderNet, x: torch.Tensor, batch: int = 512) -> dict[str, float]:
@@ -23,10 +20,6 @@ def observe_ranges(model: GenderNet, x: torch.Tensor, batch: int = 512) -> dict[
     for i in range(0, len(x), batch):
         obs(x[i:i + batch])
     return obs.ranges
-
-
-def _weight_entry(wq: WeightQ) -> dict:
-    return {"width": int(wq.width), "integer": [int(v) for v in wq.integer]}
 
 
 def acc_fracs(spec: dict, model: GenderNet) -> dict[str, np.ndarray]:
@@ -55,15 +48,13 @@ def make_spec(model: GenderNet, ranges: dict[str, float] | None, cfg: QuantConfi
             "biases": {}, "sigmoid": model.lstm.sigmoid_name, "tanh": model.lstm.tanh_name}
     for name, mod in weighted_layers(model):
         per_ch = cfg.per_channel and layer_kind(mod) != "circulant"
-        wq, _ = quantize_weight(mod.weight, cfg.bits, cfg.rounding, per_ch, layer_kind(mod))
-        spec["weights"][name] = _weight_entry(wq)
+        spec["weights"][name] = weight_format_entry(mod.weight, cfg.bits, cfg.rounding, per_ch)
     if not cfg.weights_only:
         for site, r in ranges.items():
             spec["acts"][site] = act_format(r, cfg.a_bits, cfg.rounding).to_dict()
     fracs = acc_fracs(spec, model) if not cfg.weights_only else {}
     for name, b in float_biases(model).items():
-        bq, _ = quantize_bias(b, cfg.b_bits, fracs.get(name, np.array(60)), cfg.rounding)
-        spec["biases"][name] = _weight_entry(bq)
+        spec["biases"][name] = bias_format_entry(b, cfg.b_bits, fracs.get(name, np.array(60)), cfg.rounding)
     spec["acc_bits"] = accumulator_bits(model, spec) if not cfg.weights_only else None
     return spec
 
@@ -76,8 +67,6 @@ def float_biases(model: GenderNet) -> dict[str, np.ndarray]:
 
 def integer_weights(model: GenderNet, spec: dict) -> tuple[dict[str, WeightQ], int]:
     """The stored integers of every weight and bias under ``spec`` (formats fixed by the spec)."""
-    from .primitives import quantize_fixed
-
     out, n_sat = {}, 0
     rnd = spec["rounding"]
     for name, mod in weighted_layers(model):

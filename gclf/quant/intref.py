@@ -13,7 +13,7 @@ import torch
 from ..model import GenderNet
 from .calibrate import acc_fracs, integer_weights
 from .layers import layer_kind, weighted_layers
-from .primitives import quantize_fixed, requantize, round_shift
+from .primitives import quantize_fixed, requantize
 from .qformat import QFormat
 from .spec import activation_fixed, sigmoid_format, tanh_format
 
@@ -86,7 +86,7 @@ class IntegerReference:
         si = (common - self.acc["lstm.ih"]).astype(np.int64)
         sh = (common - self.acc["lstm.hh"]).astype(np.int64)
         bias = self._bias("lstm", common)
-        fg, fc, fh = self.fmt["gates"].frac, self.fmt["cell"].frac, self.fmt["hidden"].frac
+        fg, fc = self.fmt["gates"].frac, self.fmt["cell"].frac
         fs, ft = self.fsig.frac, self.ftanh.frac
         h = np.zeros((x.shape[0], H), dtype=np.int64)
         c = np.zeros_like(h)

@@ -51,10 +51,6 @@ class QuantConfig:
         return self.acc_bits or (32 if max(self.bits, self.a_bits) <= 8 else 64)
 
 
-# activation sites in datapath order
-ACT_SITES = ("input", "conv1", "conv2", "gates", "cell", "hidden")
-
-
 @dataclass
 class WeightQ:
     """A quantized weight tensor: integers, width and integer bits per output channel (len 1: per tensor)."""
@@ -88,38 +84,22 @@ def tanh_format(bits: int, rounding: str) -> QFormat:
     return QFormat(bits, 1, signed=True, rounding=rounding)   # [-2, 2)
 
 
-def fmt_dict(f: QFormat) -> dict:
-    return f.to_dict()
-
-
-def quantize_weight(w: torch.Tensor, bits: int, rounding: str, per_channel: bool, kind: str) -> tuple[WeightQ, int]:
-    """Symmetric power-of-two quantization of a stored weight; returns (WeightQ, saturations)."""
-    from .primitives import quantize_fixed
-
+def weight_format_entry(w: torch.Tensor, bits: int, rounding: str, per_channel: bool) -> dict:
+    """Spec entry ``{"width", "integer": [...]}`` of a stored weight: symmetric power-of-two formats chosen
+    from its range, one for the tensor or one per output channel."""
     w = w.detach().double().cpu().numpy()
     rows = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-    ints, integers, n_sat = [], [], 0
-    for r in rows:
-        f = format_for_range(float(np.abs(r).max()) or 2.0 ** -(bits - 2), bits, signed=True, rounding=rounding)
-        q, n = quantize_fixed(r, f)
-        ints.append(q)
-        integers.append(f.integer)
-        n_sat += n
-    return WeightQ(np.concatenate(ints).reshape(w.shape).astype(np.int64), bits, np.array(integers), kind), n_sat
+    return {"width": bits, "integer": [
+        int(format_for_range(float(np.abs(r).max()) or 2.0 ** -(bits - 2), bits, True, rounding).integer)
+        for r in rows]}
 
 
-def quantize_bias(b: np.ndarray, bits: int, max_frac: np.ndarray, rounding: str) -> tuple[WeightQ, int]:
-    """Bias at ``bits`` wide, fraction min(range-derived, accumulator fraction) per channel."""
-    from .primitives import quantize_fixed
-
+def bias_format_entry(b: np.ndarray, bits: int, max_frac: np.ndarray, rounding: str) -> dict:
+    """Spec entry of a bias, ``bits`` wide, per channel: fraction min(range-derived, accumulator fraction),
+    so aligning it to the accumulator is an exact left shift."""
     f = format_for_range(float(np.abs(b).max()) or 1.0, bits, signed=True, rounding=rounding)
     frac = np.minimum(f.frac, max_frac).astype(int) * np.ones(b.shape[0], dtype=int)
-    ints, n_sat = [], 0
-    for v, fr in zip(b, frac):
-        q, n = quantize_fixed(np.array([v]), QFormat(bits, bits - 1 - int(fr), True, rounding))
-        ints.append(int(q[0]))
-        n_sat += n
-    return WeightQ(np.array(ints, dtype=np.int64), bits, bits - 1 - frac, "bias"), n_sat
+    return {"width": bits, "integer": [int(bits - 1 - fr) for fr in frac]}
 
 
 def weight_bytes_float(model: torch.nn.Module) -> int:
