@@ -39,7 +39,7 @@ SETTINGS = {  # epochs are upper bounds (early stopping); fine-tuning runs on ea
 
 
 def real_data_present() -> bool:
-    from gclf.corpus import find_root
+    from gclf.data.corpus import find_root
 
     try:
         return (find_root(REAL_DATA) / "SPEAKERS.TXT").is_file()
@@ -48,7 +48,7 @@ def real_data_present() -> bool:
 
 
 def real_root() -> Path:
-    from gclf.corpus import find_root
+    from gclf.data.corpus import find_root
 
     return find_root(REAL_DATA)
 
@@ -113,17 +113,17 @@ def train_float(out: Path, work: Path, data: str, settings: dict, cache_root: Pa
                 corpus_root: Path | None = None) -> str:
     """Train the float run into ``out`` on the real corpus, on ``corpus_root``, or on synthetic voices
     written under ``work``."""
-    from gclf.features import FeatureConfig
+    from gclf.data.features import FeatureConfig
     from gclf.model import ModelConfig
-    from gclf.pipeline import corpus_features, train_run
-    from gclf.train import TrainConfig
+    from gclf.train.cv import corpus_features, train_run
+    from gclf.train.fit import TrainConfig
 
     if data == "real":
         root = REAL_DATA
     elif corpus_root is not None:
         root = corpus_root
     else:
-        from gclf.synth import SynthConfig, synthesize_corpus
+        from gclf.data.synth import SynthConfig, synthesize_corpus
 
         root = synthesize_corpus(work / "synth", SynthConfig(speakers=settings["speakers"], seed=3))["root"]
     utts, info = corpus_features(root, FeatureConfig(), cache_root)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import Engine, Fold, softmax_female
+from benchmarks.engines import Engine, Fold, softmax_female
 
 BATCH_C = """/* gclf_bench.c: a batch loop over gclf_infer for the benchmarks (ctypes). */
 #include "gclf_model.h"
@@ -33,8 +33,8 @@ def compile_library(model, spec: dict, out: Path, chain: str) -> tuple[Path, dic
     """Generate the C for one fold and compile it with the batch loop into ``out``/libgclf.so."""
     import subprocess
 
-    from gclf.export.c import generate_c
-    from gclf.export.cbuild import CFLAGS, find_cc
+    from gclf.backends.c.generate import generate_c
+    from gclf.backends.c.build import CFLAGS, find_cc
 
     cc = find_cc()
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ class CFold:
     def __init__(self, ck: dict, ws, out: Path):
         from gclf.chain import describe_chain
         from gclf.checkpoint import build_float_model
-        from gclf.export.weights import c_type
+        from gclf.backends.weights import c_type
         from gclf.inference import quant_step
         from gclf.quant.intref import IntegerReference
 
@@ -102,7 +102,7 @@ class CFold:
 def c_engine(name: str, cks: list[dict], windows: list, out: Path) -> Engine:
     """The generated C of every fold checkpoint of a fixed-point run, compiled and loaded."""
     from gclf.chain import describe_chain
-    from gclf.report import step_label
+    from gclf.report.table import step_label
 
     cfolds = [CFold(ck, ws, out / f"fold{i}") for i, (ck, ws) in enumerate(zip(cks, windows), start=1)]
     folds = [Fold(prob=f.prob, one=f.one, ws=f.ws) for f in cfolds]

@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from .chain import REAL_DATA, Chain, build_chain, real_data_present  # noqa: E402
+from benchmarks.chain import REAL_DATA, Chain, build_chain, real_data_present  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,7 +29,7 @@ def librosa_warm() -> bool:
     """librosa's first MFCC call compiles with numba: pay it before anything is timed."""
     import numpy as np
 
-    from gclf.features import FeatureConfig, mfcc
+    from gclf.data.features import FeatureConfig, mfcc
 
     mfcc(np.zeros(16000, dtype=np.float32) + 1e-3, FeatureConfig())
     return True
@@ -39,10 +39,10 @@ def librosa_warm() -> bool:
 def bench_corpus(tmp_path_factory, librosa_warm) -> tuple[Path, str]:
     """(LibriSpeech root, "real" | "synthetic") for the extraction benchmark."""
     if real_data_present():
-        from gclf.corpus import find_root
+        from gclf.data.corpus import find_root
 
         return find_root(REAL_DATA), "real"
-    from gclf.synth import SynthConfig, synthesize_corpus
+    from gclf.data.synth import SynthConfig, synthesize_corpus
 
     out = tmp_path_factory.mktemp("bench-synth")
     return Path(synthesize_corpus(out, SynthConfig(speakers=40, seed=3))["root"]), "synthetic"
@@ -61,7 +61,7 @@ def chain(tmp_path_factory, bench_corpus) -> Chain:
 @pytest.fixture(scope="session")
 def engines(chain, tmp_path_factory):
     """``get(name)``: the engine of that step or peer, built on first use (skips when a module is missing)."""
-    from .engines import build_engine
+    from benchmarks.engines import build_engine
 
     built: dict[str, object] = {}
     tmp = tmp_path_factory.mktemp("bench-engines")
@@ -80,15 +80,15 @@ def _check_available(name: str) -> None:
     """Skip (with the reason) an engine whose module or tool is missing."""
     import importlib
 
-    needs = {"onnxruntime": ["gclf.export.onnx", "onnxruntime"],
-             "ort-int8": ["gclf.export.onnx", "onnxruntime.quantization"], "c": ["gclf.export.c"]}
+    needs = {"onnxruntime": ["gclf.backends.onnx.export", "onnxruntime"],
+             "ort-int8": ["gclf.backends.onnx.export", "onnxruntime.quantization"], "c": ["gclf.backends.c.generate"]}
     for mod in needs.get(name, []):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
             pytest.skip(f"{name}: {mod} is not available ({exc})")
     if name == "c":
-        from gclf.export.cbuild import find_cc
+        from gclf.backends.c.build import find_cc
 
         if find_cc() is None:
             pytest.skip("c: no C compiler (cc, gcc, clang or $CC) on this machine")

@@ -37,7 +37,7 @@ ENGINES = {
 class Fold:
     prob: Callable[[], np.ndarray]      # P(female) of every held-out window of the fold
     one: Callable[[], object]           # one window, batch 1
-    ws: object                          # gclf.dataset.WindowSet of the fold's held-out speakers
+    ws: object                          # gclf.data.dataset.WindowSet of the fold's held-out speakers
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Engine:
 
     def metrics(self, probs: list[np.ndarray] | None = None) -> dict:
         """Utterance accuracy mean ± std over folds (held-out speakers), window accuracy mean."""
-        from gclf.evaluate import metrics_from_probs, summarize_folds
+        from gclf.train.evaluate import metrics_from_probs, summarize_folds
 
         if probs is None and self._metrics is not None:
             return self._metrics
@@ -73,7 +73,7 @@ class Engine:
         return self._metrics
 
     def info(self, measure: str, probs: list[np.ndarray] | None = None) -> dict:
-        """``benchmark.extra_info`` for one measure ("batch1" or "evaluation"); gclf.report reads it."""
+        """``benchmark.extra_info`` for one measure ("batch1" or "evaluation"); gclf.report.table reads it."""
         m = self.metrics(probs)
         return {"step": self.name, "label": self.label, "runtime": self.runtime, "chain": self.chain,
                 "source": self.source, "measure": measure, "threads": 1,
@@ -93,7 +93,7 @@ def gclf_engine(name: str, cks: list[dict], windows: list) -> Engine:
     """A step of the chain, computed as its checkpoint does (PyTorch float or numpy integer reference)."""
     from gclf.chain import describe_chain
     from gclf.inference import prob_fn_for
-    from gclf.report import runtime_of, step_label, weight_bytes
+    from gclf.report.table import runtime_of, step_label, weight_bytes
 
     folds = []
     for ck, ws in zip(cks, windows):
@@ -124,7 +124,7 @@ def onnx_initializer_bytes(path: Path) -> int:
 
 
 def export_float_onnx(ck: dict, ws, out: Path) -> Path:
-    from gclf.export.onnx import export_onnx
+    from gclf.backends.onnx.export import export_onnx
 
     export_onnx(ck, out, windows=ws.x)
     return out
@@ -195,7 +195,7 @@ def torch_dynamic_bytes(qm: torch.nn.Module) -> int:
 
 def torch_dynamic_engine(name: str, cks: list[dict], windows: list) -> Engine:
     from gclf.checkpoint import build_float_model
-    from gclf.evaluate import torch_prob_fn
+    from gclf.train.evaluate import torch_prob_fn
 
     folds, models = [], []
     for ck, ws in zip(cks, windows):
@@ -212,7 +212,7 @@ def torch_dynamic_engine(name: str, cks: list[dict], windows: list) -> Engine:
 def build_engine(name: str, runs: dict[str, Path], cache_root: Path, tmp: Path) -> Engine:
     """Build one engine from the chain's run folders (fold checkpoints and their held-out windows)."""
     from gclf.checkpoint import checkpoint_paths, load_checkpoint
-    from gclf.pipeline import features_for_checkpoint, heldout_windows
+    from gclf.train.cv import features_for_checkpoint, heldout_windows
 
     suffix, kind = ENGINES[name]
     cks = [load_checkpoint(p) for p in checkpoint_paths(runs[suffix])]
@@ -226,6 +226,6 @@ def build_engine(name: str, runs: dict[str, Path], cache_root: Path, tmp: Path) 
         return ort_engine(name, cks, windows, out, kind == "ort-int8")
     if kind == "torch-dynamic":
         return torch_dynamic_engine(name, cks, windows)
-    from .cinfer import c_engine
+    from benchmarks.cinfer import c_engine
 
     return c_engine(name, cks, windows, tmp / "c")

@@ -18,7 +18,7 @@ def audio_seconds(bench_corpus) -> tuple[object, float]:
     """(the scanned corpus, its total seconds of audio)."""
     import soundfile as sf
 
-    from gclf.corpus import scan_corpus
+    from gclf.data.corpus import scan_corpus
 
     corpus = scan_corpus(bench_corpus[0])
     return corpus, float(sum(sf.info(str(u.path)).duration for u in corpus.utterances))
@@ -27,7 +27,7 @@ def audio_seconds(bench_corpus) -> tuple[object, float]:
 @pytest.mark.benchmark(group="MFCC extraction, whole corpus")
 @pytest.mark.parametrize("workers", list(WORKERS), ids=list(WORKERS))
 def test_extract_throughput(benchmark, bench_corpus, audio_seconds, tmp_path, workers):
-    from gclf.features import FeatureConfig, extract_corpus
+    from gclf.data.features import FeatureConfig, extract_corpus
 
     corpus, seconds = audio_seconds
     n = WORKERS[workers]

@@ -1,6 +1,6 @@
 """One inference at batch 1, and the whole held-out evaluation, for every step of the chain and its peers.
 
-Every benchmark attaches to ``extra_info`` what gclf.report needs: the step's label and chain, the runtime,
+Every benchmark attaches to ``extra_info`` what gclf.report.table needs: the step's label and chain, the runtime,
 utterance accuracy (mean ± std over folds, each fold model on its own held-out speakers), window accuracy,
 weight bytes and how many windows one timed call covers.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .engines import ENGINES
+from benchmarks.engines import ENGINES
 
 NAMES = list(ENGINES)
 

@@ -5,8 +5,8 @@ structure. Quantization does not change the float structure: it is applied by :m
 """
 from __future__ import annotations
 
-from .errors import GclfError
-from .model import GenderNet
+from gclf.errors import GclfError
+from gclf.model import GenderNet
 
 KNOWN_STEPS = ("train", "compress", "approx", "quantize")
 
@@ -20,7 +20,7 @@ def apply_structure(model: GenderNet, step: dict) -> None:
         model.lstm.set_activations(step["sigmoid"], step["tanh"])
         return
     if kind == "compress":
-        from .circulant import compress_model
+        from gclf.circulant.layer import compress_model
 
         compress_model(model, step["block"], step["targets"])
         return

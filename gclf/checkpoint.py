@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import GclfError
-from .features import FeatureConfig
-from .io import atomic_torch_save
-from .model import GenderNet, ModelConfig
+from gclf.errors import GclfError
+from gclf.data.features import FeatureConfig
+from gclf.io import atomic_torch_save
+from gclf.model import GenderNet, ModelConfig
 
 FORMAT_VERSION = 1
 
@@ -74,7 +74,7 @@ def step_names(ck: dict) -> list[str]:
 
 def build_float_model(ck: dict) -> GenderNet:
     """Rebuild the float model of a checkpoint: architecture, structural steps (compress, approx), weights."""
-    from .chain import apply_structure
+    from gclf.chain import apply_structure
 
     model = GenderNet(ModelConfig.from_dict(ck["model_config"]))
     for step in ck.get("chain", []):

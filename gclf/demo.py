@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .features import FeatureConfig
-from .model import ModelConfig
-from .pipeline import corpus_features, evaluate_run, train_run
-from .synth import SynthConfig, synthesize_corpus
-from .train import TrainConfig
+from gclf.data.features import FeatureConfig
+from gclf.model import ModelConfig
+from gclf.train.cv import corpus_features, evaluate_run, train_run
+from gclf.data.synth import SynthConfig, synthesize_corpus
+from gclf.train.fit import TrainConfig
 
 
 def run_demo(out: Path, speakers: int = 120, folds: int = 4, epochs: int = 30, seed: int = 0,

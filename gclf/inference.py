@@ -2,8 +2,8 @@
 (weights-only quantization: the float datapath with quantized weights)."""
 from __future__ import annotations
 
-from .checkpoint import build_float_model
-from .evaluate import ProbFn, torch_prob_fn
+from gclf.checkpoint import build_float_model
+from gclf.train.evaluate import ProbFn, torch_prob_fn
 
 
 def quant_step(ck: dict) -> dict | None:
@@ -20,9 +20,9 @@ def prob_fn_for(ck: dict) -> ProbFn:
         return torch_prob_fn(model)
     spec = q["spec"]
     if spec["weights_only"]:
-        from .quant.fakequant import FakeQuantNet
+        from gclf.quant.fakequant import FakeQuantNet
 
         return torch_prob_fn(FakeQuantNet(model, spec, "weights"))
-    from .quant.intref import IntegerReference
+    from gclf.quant.intref import IntegerReference
 
     return IntegerReference(model, spec).prob_fn()

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import GclfError
+from gclf.errors import GclfError
 
 
 class UnsafePickleError(GclfError):

@@ -68,7 +68,7 @@ class InputNorm(nn.Module):
 def _activation(name: str, func: str):
     if name == "exact":
         return torch.sigmoid if func == "sigmoid" else torch.tanh
-    from .approx import get_approx
+    from gclf.approx.schemes import get_approx
 
     return get_approx(name, func).float
 

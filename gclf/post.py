@@ -10,15 +10,15 @@ from dataclasses import replace
 
 import torch
 
-from .chain import describe_chain
-from .checkpoint import build_float_model, make_checkpoint, step_names
-from .dataset import select
-from .errors import GclfError
-from .evaluate import evaluate, torch_prob_fn
-from .features import FeatureConfig
-from .model import GenderNet, n_params
-from .pipeline import heldout_windows
-from .train import TrainConfig, fit
+from gclf.chain import describe_chain
+from gclf.checkpoint import build_float_model, make_checkpoint, step_names
+from gclf.data.dataset import select
+from gclf.errors import GclfError
+from gclf.train.evaluate import evaluate, torch_prob_fn
+from gclf.data.features import FeatureConfig
+from gclf.model import GenderNet, n_params
+from gclf.train.cv import heldout_windows
+from gclf.train.fit import TrainConfig, fit
 
 LAYER_GROUPS = {"fc": ("fc1", "fc2", "fc3"), "lstm": ("lstm.ih", "lstm.hh")}
 ORDER = ("train", "compress", "approx", "quantize")
@@ -84,7 +84,7 @@ def expand_layers(layers: str) -> list[str]:
 def compress_one(ck: dict, utts, block: int, targets: list[str], epochs: int = 15, lr: float = 1e-3,
                  seed: int = 0) -> tuple[dict, dict]:
     """Project the target layers onto block-circulant matrices, then fine-tune."""
-    from .circulant import compress_model
+    from gclf.circulant.layer import compress_model
 
     check_order(ck, "compress")
     model, test = build_float_model(ck), heldout_windows(ck, utts)

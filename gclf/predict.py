@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import build_float_model, checkpoint_paths, load_checkpoint
-from .corpus import load_audio
-from .errors import GclfError
-from .features import FeatureConfig, cut_windows, mfcc
+from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
+from gclf.data.corpus import load_audio
+from gclf.errors import GclfError
+from gclf.data.features import FeatureConfig, cut_windows, mfcc
 
 
 def load_models(model_path: str | Path) -> list[tuple[torch.nn.Module, FeatureConfig]]:

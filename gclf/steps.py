@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from .io import atomic_json
-from .pipeline import features_for_checkpoint
+from gclf.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from gclf.io import atomic_json
+from gclf.train.cv import features_for_checkpoint
 
 StepFn = Callable[[dict, list], tuple[dict, dict]]  # (checkpoint, utterances) -> (new checkpoint, report)
 

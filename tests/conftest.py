@@ -62,7 +62,7 @@ def tiny_corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """A synthetic corpus of 60 voices (the plain suite's stand-in for LibriSpeech)."""
-    from gclf.synth import SynthConfig, synthesize_corpus
+    from gclf.data.synth import SynthConfig, synthesize_corpus
 
     out = tmp_path_factory.mktemp("synth")
     return Path(synthesize_corpus(out, SynthConfig(speakers=60, min_seconds=5.0, max_seconds=10.0, seed=1))["root"])
@@ -70,8 +70,8 @@ def synth_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
-    from gclf.features import FeatureConfig
-    from gclf.pipeline import corpus_features
+    from gclf.data.features import FeatureConfig
+    from gclf.train.cv import corpus_features
 
     utts, info = corpus_features(synth_corpus, FeatureConfig(), tmp_path_factory.mktemp("cache"), workers=2)
     return utts, info
@@ -80,7 +80,7 @@ def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
 @pytest.fixture(scope="session")
 def librosa_warm():
     """librosa's first MFCC call compiles with numba: pay it once per session."""
-    from gclf.features import FeatureConfig, mfcc
+    from gclf.data.features import FeatureConfig, mfcc
 
     mfcc(np.zeros(16000, dtype=np.float32) + 1e-3, FeatureConfig())
     return True
@@ -89,10 +89,10 @@ def librosa_warm():
 @pytest.fixture(scope="session")
 def trained_run(synth_features, tmp_path_factory):
     """A small 3-fold run on synthetic speech, shared by the tests of later steps."""
-    from gclf.features import FeatureConfig
+    from gclf.data.features import FeatureConfig
     from gclf.model import ModelConfig
-    from gclf.pipeline import train_run
-    from gclf.train import TrainConfig
+    from gclf.train.cv import train_run
+    from gclf.train.fit import TrainConfig
 
     utts, info = synth_features
     out = tmp_path_factory.mktemp("run")

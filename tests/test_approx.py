@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gclf.approx import FUNCS, Approx, available, error_table, get_approx
+from gclf.approx.schemes import FUNCS, Approx, available, error_table, get_approx
 
 NAMES = available()
 CASES = [(n, f) for n in NAMES for f in FUNCS]

@@ -1,4 +1,4 @@
-"""Tests for gclf.circulant: FFT forward vs materialised matrix, projection optimality, model surgery."""
+"""Tests for gclf.circulant.layer: FFT forward vs materialised matrix, projection optimality, model surgery."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gclf.circulant import (BlockCirculantLinear, blocks_respect_gates, circulant_to_dense, compress_model,
+from gclf.circulant.layer import (BlockCirculantLinear, blocks_respect_gates, circulant_to_dense, compress_model,
                             convert_linear, project_to_circulant)
 
 SHAPES = [(80, 64), (8, 64), (16, 64), (32, 2), (7, 5), (5, 13), (64, 32)]  # (in, out)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gclf.corpus import find_root, load_audio, read_speakers, scan_corpus, speaker_folds, split_validation
+from gclf.data.corpus import find_root, load_audio, read_speakers, scan_corpus, speaker_folds, split_validation
 from gclf.errors import GclfError
 
-from .conftest import tone, write_utt
+from tests.conftest import tone, write_utt
 
 
 def test_read_speakers_skips_comments_and_parses_sex(tmp_path):

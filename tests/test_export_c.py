@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gclf.approx import get_approx
+from gclf.approx.schemes import get_approx
 from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint, save_checkpoint
 from gclf.cli.weights_cmds import export_c as export_c_cmd
 from gclf.errors import GclfError
-from gclf.export.c import SEGMENT_FN, activation_c, export_c, generate_c, primitives_c
-from gclf.export.cbuild import CFLAGS, build_harness, c_sizes, compile_object, find_cc, run_harness
-from gclf.export.weights import c_array, fixed_point_model
-from gclf.pipeline import features_for_checkpoint, heldout_windows
+from gclf.backends.c.generate import SEGMENT_FN, activation_c, export_c, generate_c, primitives_c
+from gclf.backends.c.build import CFLAGS, build_harness, c_sizes, compile_object, find_cc, run_harness
+from gclf.backends.weights import c_array, fixed_point_model
+from gclf.train.cv import features_for_checkpoint, heldout_windows
 from gclf.quant.calibrate import make_spec
 from gclf.quant.intref import IntegerReference
 from gclf.quant.primitives import round_shift, saturate

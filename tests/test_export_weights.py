@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
 from gclf.cli.weights_cmds import export_weights as export_weights_cmd
 from gclf.errors import GclfError
-from gclf.export.cbuild import CFLAGS, find_cc
-from gclf.export.weights import export_tensors, export_weights, load_export, read_header, read_npz
+from gclf.backends.c.build import CFLAGS, find_cc
+from gclf.backends.weights import export_tensors, export_weights, load_export, read_header, read_npz
 from gclf.inference import quant_step
 from gclf.quant.calibrate import integer_weights
 from gclf.quant.spec import WeightQ
@@ -82,7 +82,7 @@ def test_every_file_reads_back_exactly(bits, tmp_path):
 
 
 def test_mem_is_twos_complement_hex():
-    from gclf.export.weights import mem_text
+    from gclf.backends.weights import mem_text
 
     assert mem_text(np.array([-1, 0, 3, -4]), 3) == "7\n0\n3\n4\n"
     assert mem_text(np.array([-128, 127, -1]), 8) == "80\n7f\nff\n"

@@ -6,13 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gclf.corpus import scan_corpus
+from gclf.data.corpus import scan_corpus
 from gclf.errors import GclfError
-from gclf.features import (FeatureConfig, cache_dir_for, cut_windows, extract_corpus, load_cache, pad_frames,
+from gclf.data.features import (FeatureConfig, cache_dir_for, cut_windows, extract_corpus, load_cache, pad_frames,
                            summarize, window_starts)
 from gclf.io import UnsafePickleError, atomic_pickle, safe_load_pickle
 
-from .conftest import tone, write_utt
+from tests.conftest import tone, write_utt
 
 CFG = FeatureConfig()
 
@@ -57,7 +57,7 @@ def test_extract_writes_cache_and_summary(tiny_corpus, tmp_path, librosa_warm):
 
 
 def test_extract_resumes_after_interruption(tiny_corpus, tmp_path, librosa_warm, monkeypatch):
-    import gclf.features as F
+    import gclf.data.features as F
 
     corpus = scan_corpus(tiny_corpus)
     calls = []

@@ -24,8 +24,8 @@ WEIGHTED = ("conv1", "conv2", "lstm.ih", "lstm.hh", "fc1", "fc2", "fc3")
 def exported(chain_runs, synth_features, tmp_path_factory):
     """name -> (export result, checkpoint, held-out windows); each chain's fold 1 exported once, on demand."""
     from gclf.checkpoint import load_checkpoint
-    from gclf.export.onnx import export_name, export_onnx
-    from gclf.pipeline import heldout_windows
+    from gclf.backends.onnx.export import export_name, export_onnx
+    from gclf.train.cv import heldout_windows
 
     out, done = tmp_path_factory.mktemp("onnx"), {}
     utts, _ = synth_features
@@ -120,8 +120,8 @@ def test_fixed_chain_is_qdq_and_equals_integer_reference(exported, name):
 def test_other_specs_export_exactly(chain_runs, synth_features, tmp_path):
     """Per-channel weights, half_away rounding, 6-bit activations (Clip), and a weights-only spec."""
     from gclf.checkpoint import load_checkpoint
-    from gclf.export.onnx import export_onnx
-    from gclf.pipeline import heldout_windows
+    from gclf.backends.onnx.export import export_onnx
+    from gclf.train.cv import heldout_windows
     from gclf.quant.run import quantize_one
     from gclf.quant.spec import QuantConfig
 
@@ -144,10 +144,10 @@ def test_other_specs_export_exactly(chain_runs, synth_features, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_segments_module_equals_approx_and_exports():
-    """The export-only sigmoid/tanh gives gclf.approx's float values, also in onnxruntime (one-segment hard,
+    """The export-only sigmoid/tanh gives gclf.approx.schemes's float values, also in onnxruntime (one-segment hard,
     a step table, PLAN)."""
-    from gclf.approx import get_approx
-    from gclf.export.onnx import SegmentsModule, ort_session
+    from gclf.approx.schemes import get_approx
+    from gclf.backends.onnx.export import SegmentsModule, ort_session
 
     x = torch.cat([torch.linspace(-8, 8, 4001), torch.tensor([0.0, -0.0, 2.375, -2.375, 6.0, -6.0])])
     pairs = (("hard", "lut64"), ("plan", "pwl16"), ("lut256", "hard"))

@@ -6,11 +6,11 @@ import torch
 from click.testing import CliRunner
 
 from gclf.checkpoint import build_float_model, load_checkpoint
-from gclf.circulant import BlockCirculantLinear
+from gclf.circulant.layer import BlockCirculantLinear
 from gclf.cli import cli
 from gclf.errors import GclfError
 from gclf.model import n_params
-from gclf.pipeline import features_for_checkpoint
+from gclf.train.cv import features_for_checkpoint
 from gclf.post import approx_one, compress_one, expand_layers
 
 

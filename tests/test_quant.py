@@ -8,11 +8,11 @@ from click.testing import CliRunner
 
 from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
 from gclf.cli import cli
-from gclf.dataset import eval_windows
+from gclf.data.dataset import eval_windows
 from gclf.errors import GclfError
-from gclf.features import FeatureConfig
+from gclf.data.features import FeatureConfig
 from gclf.inference import quant_step
-from gclf.pipeline import features_for_checkpoint, heldout_windows
+from gclf.train.cv import features_for_checkpoint, heldout_windows
 from gclf.quant.calibrate import integer_weights, make_spec, observe_ranges
 from gclf.quant.fakequant import FakeQuantNet
 from gclf.quant.intref import IntegerReference

@@ -1,13 +1,13 @@
 """Checks on real LibriSpeech (../shared/data/librispeech-251 or $GCLF_DATA); skipped where it is absent."""
 import pytest
 
-from gclf.corpus import scan_corpus
-from gclf.features import FeatureConfig
+from gclf.data.corpus import scan_corpus
+from gclf.data.features import FeatureConfig
 from gclf.model import ModelConfig
-from gclf.pipeline import corpus_features, train_run
-from gclf.train import TrainConfig
+from gclf.train.cv import corpus_features, train_run
+from gclf.train.fit import TrainConfig
 
-from .conftest import REAL_DATA
+from tests.conftest import REAL_DATA
 
 pytestmark = pytest.mark.realdata
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from gclf.cli.report_cmd import report
 from gclf.errors import GclfError
-from gclf.report import build_report, discover_runs, step_label, write_report
+from gclf.report.table import build_report, discover_runs, step_label, write_report
 
 STEPS = ("float", "q8", "c8", "c8a", "c8aq8")
 LABELS = {"float": "float", "q8": "W8/A8", "c8": "circulant k=8", "c8a": "circulant k=8 > PWL plan/pwl16",

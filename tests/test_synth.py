@@ -1,4 +1,4 @@
-"""Tests for gclf.synth: layout, SPEAKERS.TXT, FLAC format, determinism, signal sanity, sex differences."""
+"""Tests for gclf.data.synth: layout, SPEAKERS.TXT, FLAC format, determinism, signal sanity, sex differences."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from gclf.errors import GclfError
-from gclf.synth import SynthConfig, VoiceParams, synthesize_corpus, synthesize_voice
+from gclf.data.synth import SynthConfig, VoiceParams, synthesize_corpus, synthesize_voice
 
 SR = 16000
 SMALL = SynthConfig(speakers=5, utterances_per_speaker=2, min_seconds=1.0, max_seconds=1.6, seed=3)
@@ -90,7 +90,7 @@ def test_speakers_txt_matches_folders(corpus):
 
 
 def test_corpus_module_reads_it(corpus):
-    from gclf.corpus import scan_corpus
+    from gclf.data.corpus import scan_corpus
 
     out, _ = corpus
     scanned = scan_corpus(out)

@@ -4,10 +4,10 @@ import json
 import torch
 
 from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
-from gclf.features import FeatureConfig
+from gclf.data.features import FeatureConfig
 from gclf.model import ModelConfig
-from gclf.pipeline import evaluate_run, train_run
-from gclf.train import TrainConfig
+from gclf.train.cv import evaluate_run, train_run
+from gclf.train.fit import TrainConfig
 
 
 def test_end_to_end_training_beats_chance_widely(trained_run):

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from ..errors import GclfError
-from .common import CONTEXT
+from gclf.errors import GclfError
+from gclf.cli.common import CONTEXT
 
 
 @click.group(context_settings=CONTEXT)
@@ -33,7 +33,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import data_cmds, model_cmds, onnx_cmd, post_cmds, report_cmd, weights_cmds
+    from gclf.cli import data_cmds, model_cmds, onnx_cmd, post_cmds, report_cmd, weights_cmds
 
     for mod in (data_cmds, model_cmds, post_cmds, onnx_cmd, weights_cmds, report_cmd):
         for cmd in mod.COMMANDS:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import GclfError
+from gclf.errors import GclfError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_DATA_CANDIDATES = ("LibriSpeech", "../shared/data/librispeech-251/LibriSpeech")

@@ -6,8 +6,8 @@ import tempfile
 
 import click
 
-from ..errors import GclfError
-from .common import (CONTEXT, cache_option, data_option, emit_json, json_option, progress, resolve_data, warn,
+from gclf.errors import GclfError
+from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, progress, resolve_data, warn,
                      workers_option)
 
 
@@ -21,7 +21,7 @@ from .common import (CONTEXT, cache_option, data_option, emit_json, json_option,
 @json_option
 def synth(out, speakers, utterances, min_seconds, max_seconds, seed, as_json):
     """Write a synthetic LibriSpeech-layout corpus of FLAC voices (source-filter speech)."""
-    from ..synth import SynthConfig, synthesize_corpus
+    from gclf.data.synth import SynthConfig, synthesize_corpus
 
     if min_seconds > max_seconds:
         raise GclfError("--min-seconds is larger than --max-seconds")
@@ -56,12 +56,12 @@ def extract(data, source, store, cache, workers, as_json):
 
     Resumable: files already extracted with the same corpus and feature config are not redone.
     """
-    from ..features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
+    from gclf.data.features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
 
     cfg = FeatureConfig()
     if source == "pkl":
         if data or not find_caches(cache):
-            from ..corpus import find_root
+            from gclf.data.corpus import find_root
 
             cdir = cache_dir_for(find_root(resolve_data(data)), cfg, cache)
         else:
@@ -70,7 +70,7 @@ def extract(data, source, store, cache, workers, as_json):
         s = {**summarize(utts, fcfg), "cache_dir": str(cdir)}
         emit_json(s) if as_json else _print_summary(s)
         return
-    from ..pipeline import corpus_features
+    from gclf.train.cv import corpus_features
 
     tmp = None if store else tempfile.mkdtemp(prefix="gclf-extract-")
     try:

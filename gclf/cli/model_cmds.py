@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import GclfError
-from .common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
+from gclf.errors import GclfError
+from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
                      resolve_data, warn, workers_option)
 
 
@@ -40,10 +40,10 @@ def _print_cv(r: dict) -> None:
 @json_option
 def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, workers, as_json):
     """Train the CNN-LSTM with k-fold cross-validation over speakers (test speakers never seen)."""
-    from ..features import FeatureConfig
-    from ..model import ModelConfig
-    from ..pipeline import corpus_features, train_run
-    from ..train import TrainConfig
+    from gclf.data.features import FeatureConfig
+    from gclf.model import ModelConfig
+    from gclf.train.cv import corpus_features, train_run
+    from gclf.train.fit import TrainConfig
 
     fcfg = FeatureConfig()
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
@@ -75,7 +75,7 @@ def _print_eval(r: dict) -> None:
 @json_option
 def evaluate(model, data, cache, workers, as_json):
     """Window and utterance accuracy, confusion matrix and recall per sex, on unseen speakers."""
-    from ..pipeline import evaluate_on_corpus, evaluate_run
+    from gclf.train.cv import evaluate_on_corpus, evaluate_run
 
     r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache)
     emit_json(r) if as_json else _print_eval(r)
@@ -87,7 +87,7 @@ def evaluate(model, data, cache, workers, as_json):
 @json_option
 def predict(files, model, as_json):
     """Label (F/M) and P(female) for each audio FILE (FLAC or WAV)."""
-    from ..predict import load_models, predict_file
+    from gclf.predict import load_models, predict_file
 
     models = load_models(model)
     rows = []
@@ -116,7 +116,7 @@ def predict(files, model, as_json):
 @json_option
 def demo(out, speakers, folds, epochs, seed, as_json):
     """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min)."""
-    from ..demo import run_demo
+    from gclf.demo import run_demo
 
     t0 = time.time()
     r = run_demo(Path(out), speakers, folds, epochs, seed, say=(lambda m: None) if as_json else

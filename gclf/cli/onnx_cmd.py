@@ -5,13 +5,13 @@ from pathlib import Path
 
 import click
 
-from ..errors import GclfError
-from .common import CONTEXT, cache_option, data_option, emit_json, json_option, model_option, warn
+from gclf.errors import GclfError
+from gclf.cli.common import CONTEXT, cache_option, data_option, emit_json, json_option, model_option, warn
 
 
 def _pick(model: str, fold: int | None, all_folds: bool) -> list[Path]:
     """The checkpoints to export: the file given, or fold N / every fold of a run folder (default fold 1)."""
-    from ..checkpoint import checkpoint_paths
+    from gclf.checkpoint import checkpoint_paths
 
     if fold is not None and all_folds:
         raise GclfError("give --fold N or --all, not both")
@@ -36,7 +36,7 @@ class _HeldOut:
         self.cache, self.data, self.utts, self.failed = cache, data, None, False
 
     def __call__(self, ck: dict):
-        from ..pipeline import features_for_checkpoint, heldout_windows
+        from gclf.train.cv import features_for_checkpoint, heldout_windows
 
         if self.failed:
             return None
@@ -82,8 +82,8 @@ def export_onnx(model, fold, all_folds, out, opset, data, cache, as_json):
     integer reference on the fold's held-out windows. What ONNX cannot express is listed under "notes"
     in --json.
     """
-    from ..checkpoint import load_checkpoint
-    from ..export.onnx import export_name, export_onnx as export_one
+    from gclf.checkpoint import load_checkpoint
+    from gclf.backends.onnx.export import export_name, export_onnx as export_one
 
     results, heldout = [], _HeldOut(cache, data)
     for p in _pick(model, fold, all_folds):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, cache_option, emit_json, json_option, model_option, pct
+from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option, model_option, pct
 
 SWEEP_BITS = (16, 12, 8, 6, 4, 3, 2)
 SWEEP_BLOCKS = (2, 4, 8, 16)
@@ -55,9 +55,9 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
     speakers. The fake-quant model is checked bit for bit against the integer reference.
     """
-    from ..quant.run import quantize_one
-    from ..quant.spec import QuantConfig
-    from ..steps import apply_step, default_out
+    from gclf.quant.run import quantize_one
+    from gclf.quant.spec import QuantConfig
+    from gclf.steps import apply_step, default_out
 
     def run(b, a, qat, write):
         cfg = QuantConfig(bits=b, act_bits=a, bias_bits=bias_bits, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
@@ -107,8 +107,8 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
 @json_option
 def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, as_json):
     """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop."""
-    from ..approx import error_table, get_approx
-    from ..errors import GclfError
+    from gclf.approx.schemes import error_table, get_approx
+    from gclf.errors import GclfError
 
     if errors_only:
         rows = error_table()
@@ -121,8 +121,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
             get_approx(name, func)
         except ValueError as exc:
             raise GclfError(str(exc)) from None
-    from ..post import approx_one
-    from ..steps import apply_step, default_out
+    from gclf.post import approx_one
+    from gclf.steps import apply_step, default_out
 
     def run(sig, tnh, write):
         r = apply_step(model, out or default_out(model, "-a"),
@@ -163,8 +163,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 @json_option
 def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, as_json):
     """Block-circulant fully connected and LSTM weights: k times fewer weights per compressed layer."""
-    from ..post import compress_one, expand_layers
-    from ..steps import apply_step, default_out
+    from gclf.post import compress_one, expand_layers
+    from gclf.steps import apply_step, default_out
 
     targets = expand_layers(layers)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, cache_option, emit_json, json_option
+from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -27,8 +27,8 @@ def report(runs, bench_json, evaluate, no_latency, out, cache, as_json):
     it (its siblings RUN-*, as `gclf compress/approx/quantize` name them); several report exactly those.
     Latency: one window at batch 1 on one thread, median of a small timeit loop (or of --bench-json).
     """
-    from ..errors import GclfError
-    from ..report import build_report, write_report
+    from gclf.errors import GclfError
+    from gclf.report.table import build_report, write_report
 
     runs = list(runs)
     if not runs and not bench_json:

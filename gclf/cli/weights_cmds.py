@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, cache_option, emit_json, json_option
+from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option
 
 DEFAULT_MODEL = "runs/model-q8"
 
@@ -30,7 +30,7 @@ def export_weights(model, out, name, as_json):
 
     Circulant layers are written as their stored (p, q, k) defining vectors, not as the materialised matrix.
     """
-    from ..export.weights import export_weights as run
+    from gclf.backends.weights import export_weights as run
 
     r = run(model, out, name)
     if as_json:
@@ -79,12 +79,12 @@ def export_c(model, out, measure, verify, cache, as_json):
     Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
     from their defining vectors. The input is the quantized InputNorm output (the host keeps the front-end).
     """
-    from ..errors import GclfError
-    from ..export.c import export_c as run
+    from gclf.errors import GclfError
+    from gclf.backends.c.generate import export_c as run
 
     r = run(model, out, measure=measure)
     if verify:
-        from ..export.cbuild import verify_export
+        from gclf.backends.c.build import verify_export
 
         r["verify"] = verify_export(model, out, cache)
     emit_json(r) if as_json else _print_c(r)

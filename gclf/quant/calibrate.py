@@ -7,11 +7,11 @@ import math
 import numpy as np
 import torch
 
-from ..model import GenderNet
-from .fakequant import FakeQuantNet
-from .layers import float_bias_tensors, layer_kind, weighted_layers
-from .qformat import QFormat
-from .spec import QuantConfig, WeightQ, act_format, bias_format_entry, config_dict, weight_format_entry
+from gclf.model import GenderNet
+from gclf.quant.fakequant import FakeQuantNet
+from gclf.quant.layers import float_bias_tensors, layer_kind, weighted_layers
+from gclf.quant.qformat import QFormat
+from gclf.quant.spec import QuantConfig, WeightQ, act_format, bias_format_entry, config_dict, weight_format_entry
 
 @torch.no_grad()
 def observe_ranges(model: GenderNet, x: torch.Tensor, batch: int = 512) -> dict[str, float]:
@@ -80,7 +80,7 @@ def integer_weights(model: GenderNet, spec: dict) -> tuple[dict[str, WeightQ], i
 
 
 def _quant_rows(w: np.ndarray, entry: dict, rounding: str, kind: str) -> tuple[WeightQ, int]:
-    from .primitives import quantize_fixed
+    from gclf.quant.primitives import quantize_fixed
 
     integers = np.array(entry["integer"])
     width = entry["width"]

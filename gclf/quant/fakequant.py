@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import GenderNet
-from .layers import expand, float_bias_tensors
-from .primitives import round_torch
-from .qformat import QFormat
-from .spec import activation_fixed, sigmoid_format, tanh_format
+from gclf.model import GenderNet
+from gclf.quant.layers import expand, float_bias_tensors
+from gclf.quant.primitives import round_torch
+from gclf.quant.qformat import QFormat
+from gclf.quant.spec import activation_fixed, sigmoid_format, tanh_format
 
 
 class _STE(torch.autograd.Function):
@@ -115,12 +115,12 @@ class FakeQuantNet(nn.Module):
         return self._fn(v, in_site, "tanh", self.tanh_name)
 
     def _fn(self, v: torch.Tensor, in_site: str, func: str, name: str) -> torch.Tensor:
-        from ..model import _activation
+        from gclf.model import _activation
 
         y = _activation(name, func)(v)
         if self.mode != "full":
             return y
-        from ..approx import get_approx
+        from gclf.approx.schemes import get_approx
 
         fin = self.frac(in_site)
         out = sigmoid_format if func == "sigmoid" else tanh_format

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model import GenderNet
-from .calibrate import acc_fracs, integer_weights
-from .layers import layer_kind, weighted_layers
-from .primitives import quantize_fixed, requantize
-from .qformat import QFormat
-from .spec import activation_fixed, sigmoid_format, tanh_format
+from gclf.model import GenderNet
+from gclf.quant.calibrate import acc_fracs, integer_weights
+from gclf.quant.layers import layer_kind, weighted_layers
+from gclf.quant.primitives import quantize_fixed, requantize
+from gclf.quant.qformat import QFormat
+from gclf.quant.spec import activation_fixed, sigmoid_format, tanh_format
 
 
 def frontend(model: GenderNet, x: torch.Tensor) -> np.ndarray:
@@ -30,7 +30,7 @@ class IntegerReference:
     def __init__(self, model: GenderNet, spec: dict):
         if spec.get("weights_only"):
             raise ValueError("a weights-only spec has float activations: there is no integer reference")
-        from ..approx import get_approx
+        from gclf.approx.schemes import get_approx
 
         self.model, self.spec = model, spec
         self.fmt = {k: QFormat.from_dict(v) for k, v in spec["acts"].items()}
@@ -40,7 +40,7 @@ class IntegerReference:
         for name, mod in weighted_layers(model):
             w = self.q[name + ".weight"].ints
             if layer_kind(mod) == "circulant":
-                from ..circulant import circulant_to_dense
+                from gclf.circulant.layer import circulant_to_dense
 
                 w = circulant_to_dense(torch.from_numpy(w), mod.out_features, mod.in_features).numpy()
             self.mats[name] = w

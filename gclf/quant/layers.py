@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..model import GenderNet
+from gclf.model import GenderNet
 
 
 def linear_names(model: GenderNet) -> list[str]:
@@ -25,7 +25,7 @@ def expand(module: nn.Module, stored: torch.Tensor) -> torch.Tensor:
     """The matrix a layer multiplies by, from its stored weight: circulant vectors are materialised
     (the integer reference multiplies the materialised integer matrix directly; no FFT)."""
     if layer_kind(module) == "circulant":
-        from ..circulant import circulant_to_dense
+        from gclf.circulant.layer import circulant_to_dense
 
         return circulant_to_dense(stored, module.out_features, module.in_features)
     return stored

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .qformat import ROUNDINGS, QFormat
+from gclf.quant.qformat import ROUNDINGS, QFormat
 
 INT64_MIN = np.iinfo(np.int64).min
 

@@ -6,15 +6,15 @@ from dataclasses import replace
 
 import torch
 
-from ..checkpoint import build_float_model, make_checkpoint
-from ..dataset import eval_windows, select
-from ..evaluate import evaluate, torch_prob_fn
-from ..features import FeatureConfig
-from ..pipeline import heldout_windows
-from ..train import TrainConfig, fit
-from .calibrate import integer_weights, make_spec, observe_ranges
-from .fakequant import FakeQuantNet
-from .spec import QuantConfig, packed_bytes, weight_bytes_float
+from gclf.checkpoint import build_float_model, make_checkpoint
+from gclf.data.dataset import eval_windows, select
+from gclf.train.evaluate import evaluate, torch_prob_fn
+from gclf.data.features import FeatureConfig
+from gclf.train.cv import heldout_windows
+from gclf.train.fit import TrainConfig, fit
+from gclf.quant.calibrate import integer_weights, make_spec, observe_ranges
+from gclf.quant.fakequant import FakeQuantNet
+from gclf.quant.spec import QuantConfig, packed_bytes, weight_bytes_float
 
 
 def measure_quantized(model, spec: dict, test, check_exact: bool = False) -> tuple[dict, dict]:
@@ -22,7 +22,7 @@ def measure_quantized(model, spec: dict, test, check_exact: bool = False) -> tup
     from that same run, the overflow counts and (optionally) the fake-quant/integer mismatches."""
     if spec["weights_only"]:
         return evaluate(torch_prob_fn(FakeQuantNet(model, spec, "weights")), test), {}
-    from .intref import IntegerReference
+    from gclf.quant.intref import IntegerReference
 
     ref = IntegerReference(model, spec)
     metrics = evaluate(ref.prob_fn(), test)
@@ -35,7 +35,7 @@ def measure_quantized(model, spec: dict, test, check_exact: bool = False) -> tup
 @torch.no_grad()
 def bit_exact_mismatches(model, spec: dict, x: torch.Tensor, ref=None) -> int:
     """Windows whose fake-quant logits differ from the integer reference's (must be 0)."""
-    from .intref import IntegerReference
+    from gclf.quant.intref import IntegerReference
 
     ref = ref or IntegerReference(model, spec)
     fq = FakeQuantNet(model, spec, "full").eval()(x).numpy()
@@ -45,7 +45,7 @@ def bit_exact_mismatches(model, spec: dict, x: torch.Tensor, ref=None) -> int:
 def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
                  seed: int = 0, check_exact: bool = True, log=None) -> tuple[dict, dict]:
     """Quantize one fold checkpoint; returns (new checkpoint, report)."""
-    from ..post import check_order
+    from gclf.post import check_order
 
     check_order(ck, "quantize")
     fcfg = FeatureConfig.from_dict(ck["feature_config"])

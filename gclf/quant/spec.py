@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .qformat import QFormat, format_for_range
+from gclf.quant.qformat import QFormat, format_for_range
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GclfError
+from gclf.errors import GclfError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")

@@ -9,7 +9,7 @@ InputNorm and the input quantization stay on the host, as in the reference.
 
 Accumulators are int32_t when the spec's ``acc_bits`` is <= 32 *and* the worst case of these very weights
 fits (with every alignment shift); otherwise int64_t. The text is filled into ``templates/*.tmpl`` with
-``string.Template``; :mod:`gclf.export.cbuild` compiles, measures and runs it.
+``string.Template``; :mod:`gclf.backends.c.build` compiles, measures and runs it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GclfError
-from .weights import bits_for_values, c_array, c_ident, c_literal, c_type, tensor_comment
+from gclf.errors import GclfError
+from gclf.backends.weights import bits_for_values, c_array, c_ident, c_literal, c_type, tensor_comment
 
 TEMPLATES = Path(__file__).with_name("templates")
 ROUNDING_IDS = {"floor": 0, "half_up": 1, "half_away": 2, "half_even": 3}
@@ -270,7 +270,7 @@ def _buffer_bytes(cfg, hidden: int, act_bits: int, fc_max: int) -> int:
 
 
 def _reference(model, spec: dict):
-    from ..quant.intref import IntegerReference
+    from gclf.quant.intref import IntegerReference
 
     if spec.get("weights_only"):
         raise GclfError("a weights-only checkpoint has float activations: there is no integer C inference "
@@ -319,10 +319,10 @@ def export_c(model_path: str | Path, out: str | Path = "export", measure: bool =
 
     ``measure``: compile the object with the system C compiler (when there is one) and add its sizes.
     """
-    from ..chain import describe_chain
-    from ..io import atomic_text
-    from .cbuild import find_cc, measure_sizes
-    from .weights import fixed_point_model
+    from gclf.chain import describe_chain
+    from gclf.io import atomic_text
+    from gclf.backends.c.build import find_cc, measure_sizes
+    from gclf.backends.weights import fixed_point_model
 
     path, ck, model, spec = fixed_point_model(model_path)
     files, report = generate_c(model, spec, str(path), describe_chain(ck["chain"]))

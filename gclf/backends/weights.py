@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GclfError
-from ..io import atomic_json, atomic_text, atomic_write
-from ..quant.spec import WeightQ
+from gclf.errors import GclfError
+from gclf.io import atomic_json, atomic_text, atomic_write
+from gclf.quant.spec import WeightQ
 
 C_WIDTHS = (8, 16, 32, 64)
 ORDER = ("conv1", "conv2", "lstm", "fc")     # tensors are listed layer by layer, weight before bias
 
 
-# ---- C formatting (shared with gclf.export.c) ---------------------------------------------------
+# ---- C formatting (shared with gclf.backends.c.generate) ---------------------------------------------------
 def c_bits(width: int) -> int:
     """Bits of the smallest C integer type (int8/16/32/64_t) that holds a signed ``width``-bit value."""
     for b in C_WIDTHS:
@@ -242,8 +242,8 @@ def fixed_point_model(model_path: str | Path):
 
     A checkpoint without a quantize step raises GclfError (one line).
     """
-    from ..checkpoint import build_float_model, checkpoint_paths, load_checkpoint
-    from ..inference import quant_step
+    from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
+    from gclf.inference import quant_step
 
     path = checkpoint_paths(model_path)[0]
     ck = load_checkpoint(path)
@@ -255,7 +255,7 @@ def fixed_point_model(model_path: str | Path):
 
 def layer_extras(model) -> dict[str, dict]:
     """Manifest extras of circulant weights: the dense shape they stand for and the block size."""
-    from ..quant.layers import layer_kind, weighted_layers
+    from gclf.quant.layers import layer_kind, weighted_layers
 
     out = {}
     for name, mod in weighted_layers(model):
@@ -267,8 +267,8 @@ def layer_extras(model) -> dict[str, dict]:
 
 def activation_meta(spec: dict) -> dict:
     """Activation formats of a spec (empty for weights-only) and the LSTM's sigmoid/tanh output formats."""
-    from ..quant.qformat import QFormat
-    from ..quant.spec import sigmoid_format, tanh_format
+    from gclf.quant.qformat import QFormat
+    from gclf.quant.spec import sigmoid_format, tanh_format
 
     def entry(f: QFormat) -> dict:
         return {"q_format": str(f), **f.to_dict(), "frac": f.frac, "scale": f.scale}
@@ -283,8 +283,8 @@ def activation_meta(spec: dict) -> dict:
 
 def export_weights(model_path: str | Path, out: str | Path = "weights_data", name: str | None = None) -> dict:
     """Export the integer weights of a fixed-point checkpoint (or a run folder's fold1); returns the report."""
-    from ..chain import describe_chain
-    from ..quant.calibrate import integer_weights
+    from gclf.chain import describe_chain
+    from gclf.quant.calibrate import integer_weights
 
     path, ck, model, spec = fixed_point_model(model_path)
     tensors, _ = integer_weights(model, spec)

@@ -12,7 +12,7 @@ of the float model in which
   but no practical rfft/irfft pair for the per-block circular convolution, so the file stores the dense
   matrix: the k-fold weight saving of the checkpoint does not carry into ONNX (same arithmetic, to rounding);
 * an approximate sigmoid/tanh (hard, plan, pwlN, lutN) is :class:`SegmentsModule`: the same float values as
-  ``gclf.approx`` in Abs, GreaterOrEqual, ReduceSum, GatherND, Mul/Add, Where. ``Approx.float`` itself uses
+  ``gclf.approx.schemes`` in Abs, GreaterOrEqual, ReduceSum, GatherND, Mul/Add, Where. ``Approx.float`` itself uses
   ``torch.bucketize``, which the exporter decomposes into a binary search (c8a: 190 s to export, not 15 s).
 
 The LSTM is unrolled over its 5 steps (MatMul/Gemm, Split, Mul, Add); ONNX's LSTM op is not used.
@@ -60,8 +60,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import GclfError
-from .onnx_fixed import fixed_onnx
+from gclf.errors import GclfError
+from gclf.backends.onnx.fixed import fixed_onnx
 
 DEFAULT_OPSET = 18          # the dynamo exporter's native opset
 WIDE_OPSET = 21             # int16 QuantizeLinear / DequantizeLinear (fixed point wider than 8 bits)
@@ -70,7 +70,7 @@ MATCH_BATCHES = (1, 7)
 
 
 class SegmentsModule(nn.Module):
-    """gclf.approx's float piecewise-linear / table evaluation, in ops the ONNX exporter maps one to one.
+    """gclf.approx.schemes's float piecewise-linear / table evaluation, in ops the ONNX exporter maps one to one.
 
     Same values as ``Approx.float`` (segment index by counting breakpoints instead of bucketize; the
     straight-through term of lut schemes adds exactly 0 at inference)."""
@@ -100,8 +100,8 @@ class SegmentsModule(nn.Module):
 
 def export_copy(model: nn.Module) -> nn.Module:
     """A copy of a float GenderNet that the exporter handles: dense circulant layers, exportable sigmoid/tanh."""
-    from ..approx import get_approx
-    from ..circulant import BlockCirculantLinear
+    from gclf.approx.schemes import get_approx
+    from gclf.circulant.layer import BlockCirculantLinear
 
     m = copy.deepcopy(model).eval()
     for name, mod in list(m.named_modules()):
@@ -181,7 +181,7 @@ def _strip_metadata(proto) -> None:
 def required_opset(ck: dict) -> tuple[int, str]:
     """(lowest opset, why) for a checkpoint: the float exporter cannot convert below its native 18 here
     (onnx's version converter fails on ReduceMean's axes); int16 QDQ needs 21; per-axis QDQ needs 13."""
-    from ..inference import quant_step
+    from gclf.inference import quant_step
 
     q = quant_step(ck)
     if q is None:
@@ -205,13 +205,13 @@ def choose_opset(ck: dict, opset: int | None) -> int:
 def reference_model(ck: dict):
     """(name, x -> float64 logits) of the PyTorch model an ONNX file stands for: the float model, or the
     fake-quant model (the float64 twin of the integer reference; weights only: float activations)."""
-    from ..checkpoint import build_float_model
-    from ..inference import quant_step
+    from gclf.checkpoint import build_float_model
+    from gclf.inference import quant_step
 
     model, q = build_float_model(ck), quant_step(ck)
     name = "float model"
     if q is not None:
-        from ..quant.fakequant import FakeQuantNet
+        from gclf.quant.fakequant import FakeQuantNet
 
         mode = "weights" if q["spec"]["weights_only"] else "full"
         model, name = FakeQuantNet(model, q["spec"], mode).eval(), f"FakeQuantNet ({mode}, float64)"
@@ -261,7 +261,7 @@ def _agreement(z: np.ndarray, ref: np.ndarray) -> dict:
 def measure(ck: dict, data: bytes, x: torch.Tensor, real: bool) -> dict:
     """ONNX vs PyTorch at batch 1 and 7; for a fixed-point model, agreement with its reference on ``x``,
     with the graph run as written and with onnxruntime's default QDQ fusions."""
-    from ..inference import quant_step
+    from gclf.inference import quant_step
 
     q = quant_step(ck)
     name, torch_logits = reference_model(ck)
@@ -273,8 +273,8 @@ def measure(ck: dict, data: bytes, x: torch.Tensor, real: bool) -> dict:
     if q["spec"]["weights_only"]:
         ref = torch_logits(x)
     else:
-        from ..checkpoint import build_float_model
-        from ..quant.intref import IntegerReference
+        from gclf.checkpoint import build_float_model
+        from gclf.quant.intref import IntegerReference
 
         name, ref = "IntegerReference", IntegerReference(build_float_model(ck), q["spec"]).logits(x)
     out["agreement"] = {"reference": name, "windows": len(x), "held_out": real,
@@ -285,8 +285,8 @@ def measure(ck: dict, data: bytes, x: torch.Tensor, real: bool) -> dict:
 
 def build_onnx(ck: dict, opset: int) -> tuple[object, list[str], str]:
     """(ModelProto, notes, form) for a checkpoint: float export, or the fixed-point graph."""
-    from ..checkpoint import build_float_model
-    from ..inference import quant_step
+    from gclf.checkpoint import build_float_model
+    from gclf.inference import quant_step
 
     model = build_float_model(ck)
     q = quant_step(ck)
@@ -306,8 +306,8 @@ def export_onnx(ck: dict, path: str | Path, opset: int | None = None, windows: t
     """
     import onnx
 
-    from ..chain import describe_chain
-    from ..io import atomic_write
+    from gclf.chain import describe_chain
+    from gclf.io import atomic_write
 
     opset = choose_opset(ck, opset)
     proto, notes, form = build_onnx(ck, opset)

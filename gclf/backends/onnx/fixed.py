@@ -2,14 +2,14 @@
 
 Integer weights feed DequantizeLinear with scale 2**-frac; every site the quantize spec quantizes gets a
 QuantizeLinear/DequantizeLinear pair (rounding made to match gclf's mode); sigmoid/tanh are Gathers into
-gclf's integer tables. See :mod:`gclf.export.onnx` for what is and is not expressed.
+gclf's integer tables. See :mod:`gclf.backends.onnx.export` for what is and is not expressed.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..errors import GclfError
+from gclf.errors import GclfError
 
 
 def _container(width: int, signed: bool = True) -> np.dtype:
@@ -42,10 +42,10 @@ class FixedGraph:
     the exact integer table indexed by the quantized input. Weights-only spec: float activations."""
 
     def __init__(self, model, spec: dict, opset: int):
-        from ..approx import get_approx
-        from ..quant.calibrate import acc_fracs, integer_weights
-        from ..quant.qformat import QFormat
-        from ..quant.spec import sigmoid_format, tanh_format
+        from gclf.approx.schemes import get_approx
+        from gclf.quant.calibrate import acc_fracs, integer_weights
+        from gclf.quant.qformat import QFormat
+        from gclf.quant.spec import sigmoid_format, tanh_format
 
         self.m, self.spec, self.opset = model, spec, opset
         self.full = not spec["weights_only"]
@@ -90,7 +90,7 @@ class FixedGraph:
 
     def weight(self, name: str, transpose: bool) -> str:
         """The (materialised) integer weight matrix of a layer, dequantized; transposed for MatMul."""
-        from ..quant.layers import expand
+        from gclf.quant.layers import expand
 
         wq, mod = self.ints[name + ".weight"], self.m.get_submodule(name)
         w = expand(mod, torch.from_numpy(wq.ints)).numpy()         # circulant: the dense integer matrix
@@ -131,7 +131,7 @@ class FixedGraph:
 
     def table(self, codes: str, func: str, site: str) -> str:
         """sigmoid/tanh of quantized codes: Gather in the exact integer outputs for every possible input."""
-        from ..quant.spec import activation_fixed
+        from gclf.quant.spec import activation_fixed
 
         fin, fout = self.fmt[site], self.fmt[func]
         dtype = _container(fout.width, fout.signed)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GclfError
+from gclf.errors import GclfError
 
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-O2")
 
@@ -112,8 +112,8 @@ def measure_sizes(c_path: str | Path, cc: str) -> dict:
 
 def build_harness(c_dir: str | Path, exe: str | Path, cc: str, flags=CFLAGS) -> Path:
     """Write gclf_main.c next to ``exe`` and compile it with ``c_dir``/gclf_model.c into ``exe``."""
-    from ..io import atomic_text
-    from .c import render
+    from gclf.io import atomic_text
+    from gclf.backends.c.generate import render
 
     c_dir = Path(c_dir)
     main = atomic_text(Path(exe).parent / "gclf_main.c", render("gclf_main.c.tmpl"))
@@ -137,7 +137,7 @@ def run_harness(exe: str | Path, xq: np.ndarray) -> np.ndarray:
 
 def verify_c(model, spec: dict, c_dir: str | Path, x, cc: str) -> dict:
     """Compare the C in ``c_dir`` with the integer reference on float windows ``x``: mismatching windows."""
-    from ..quant.intref import IntegerReference
+    from gclf.quant.intref import IntegerReference
 
     ref = IntegerReference(model, spec)
     xq = ref.quantize_input(x)
@@ -150,8 +150,8 @@ def verify_c(model, spec: dict, c_dir: str | Path, x, cc: str) -> dict:
 
 def verify_export(model_path: str | Path, c_dir: str | Path, cache_root: str | Path = "pkl_data") -> dict:
     """Run the C in ``c_dir`` on the checkpoint's held-out windows and compare with the integer reference."""
-    from ..pipeline import features_for_checkpoint, heldout_windows
-    from .weights import fixed_point_model
+    from gclf.train.cv import features_for_checkpoint, heldout_windows
+    from gclf.backends.weights import fixed_point_model
 
     cc = find_cc()
     if cc is None:

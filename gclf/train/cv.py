@@ -8,16 +8,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import checkpoint_paths, load_checkpoint, make_checkpoint, save_checkpoint
-from .corpus import scan_corpus
-from .dataset import eval_windows, select
-from .errors import GclfError
-from .evaluate import evaluate, summarize_folds
-from .inference import prob_fn_for
-from .features import (FeatureConfig, UtteranceFeatures, cache_dir_for, extract_corpus, load_cache)
-from .io import atomic_json
-from .model import ModelConfig
-from .train import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
+from gclf.checkpoint import checkpoint_paths, load_checkpoint, make_checkpoint, save_checkpoint
+from gclf.data.corpus import scan_corpus
+from gclf.data.dataset import eval_windows, select
+from gclf.errors import GclfError
+from gclf.train.evaluate import evaluate, summarize_folds
+from gclf.inference import prob_fn_for
+from gclf.data.features import (FeatureConfig, UtteranceFeatures, cache_dir_for, extract_corpus, load_cache)
+from gclf.io import atomic_json
+from gclf.model import ModelConfig
+from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
 
 
 def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Path = "pkl_data",
@@ -83,7 +83,7 @@ def features_for_checkpoint(ck: dict, cache_root: str | Path = "pkl_data", data:
     corpus = data or ck.get("corpus")
     if not corpus:
         raise GclfError("the checkpoint records no corpus: pass --data")
-    from .corpus import find_root
+    from gclf.data.corpus import find_root
 
     root = find_root(corpus)
     cdir = cache_dir_for(root, fcfg, cache_root)
@@ -165,6 +165,6 @@ def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> di
 
 
 def _root(data) -> Path:
-    from .corpus import find_root
+    from gclf.data.corpus import find_root
 
     return find_root(data)

@@ -19,9 +19,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .corpus import Corpus, Utterance, load_audio
-from .errors import GclfError
-from .io import atomic_json, atomic_pickle, safe_load_pickle
+from gclf.data.corpus import Corpus, Utterance, load_audio
+from gclf.errors import GclfError
+from gclf.io import atomic_json, atomic_pickle, safe_load_pickle
 
 CACHE_VERSION = 1
 

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .dataset import WindowSet
+from gclf.data.dataset import WindowSet
 
 ProbFn = Callable[[torch.Tensor], np.ndarray]  # windows (N, C, T) -> P(female) (N,)
 

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
-from .errors import GclfError
-from .io import atomic_text, atomic_write
+from gclf.errors import GclfError
+from gclf.io import atomic_text, atomic_write
 
 SPEAKER_BASE = 1000   # speaker ids are SPEAKER_BASE + index; F on even indices, M on odd ones
 CHAPTER_BASE = 10000  # one chapter per speaker: CHAPTER_BASE + index
@@ -37,7 +37,7 @@ _SEX_PARAMS = {
     "F": {"f0": (190.0, 35.0, 140.0, 270.0), "formant_scale": (1.05, 0.055, 0.96, 1.18),
           "open_quotient": (0.60, 0.08, 0.40, 0.85), "breathiness": (0.06, 0.04, 0.0, 0.20)},
 }
-_HEADER = ("; Synthetic speakers written by gclf.synth: source-filter voices, not recordings of people.\n"
+_HEADER = ("; Synthetic speakers written by gclf.data.synth: source-filter voices, not recordings of people.\n"
            "; {n} speakers ({nf} F, {nm} M), {u} utterance(s) each, seed {seed}, {sr} Hz.\n"
            ";ID  |SEX| SUBSET           |MINUTES| NAME\n")
 

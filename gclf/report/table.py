@@ -6,7 +6,7 @@ derived from it (``step.json``, written by :func:`gclf.steps.apply_step`; the CL
 fold's held-out speakers: utterance accuracy is the mean ± std (population) over folds.
 
 - **accuracy**: read from ``summary.json`` / ``step.json``, or re-measured with
-  :func:`gclf.pipeline.evaluate_run` (``evaluate=True``; needs the features of the run's corpus);
+  :func:`gclf.train.cv.evaluate_run` (``evaluate=True``; needs the features of the run's corpus);
 - **weight bytes**: of fold 1's checkpoint: float32 parameters (4 bytes each; a block-circulant layer
   stores its defining vectors only), or the packed integer widths after a quantize step;
 - **latency**: one window at batch 1 on one thread, µs, median of a small ``timeit`` loop over the
@@ -24,7 +24,7 @@ import timeit
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import GclfError
+from gclf.errors import GclfError
 
 ACCURACY_KEYS = {  # last step of a folder -> (utterance mean, its std, window mean) in its json
     "train": ("accuracy_utterance_mean", "accuracy_utterance_std", "accuracy_window_mean"),
@@ -79,7 +79,7 @@ def step_label(chain: list[dict]) -> str:
 
 def runtime_of(ck: dict) -> str:
     """What computes this checkpoint in gclf (see :func:`gclf.inference.prob_fn_for`)."""
-    from .inference import quant_step
+    from gclf.inference import quant_step
 
     q = quant_step(ck)
     if q is None:
@@ -89,16 +89,16 @@ def runtime_of(ck: dict) -> str:
 
 def weight_bytes(ck: dict) -> int:
     """Stored weight and bias bytes of a checkpoint: float32, or packed at the quantize step's widths."""
-    from .checkpoint import build_float_model
-    from .inference import quant_step
-    from .quant.spec import weight_bytes_float
+    from gclf.checkpoint import build_float_model
+    from gclf.inference import quant_step
+    from gclf.quant.spec import weight_bytes_float
 
     model = build_float_model(ck)
     q = quant_step(ck)
     if q is None:
         return weight_bytes_float(model)
-    from .quant.calibrate import integer_weights
-    from .quant.spec import packed_bytes
+    from gclf.quant.calibrate import integer_weights
+    from gclf.quant.spec import packed_bytes
 
     ints, _ = integer_weights(model, q["spec"])
     return sum(packed_bytes(w.ints.size, w.width) for w in ints.values())
@@ -133,7 +133,7 @@ def folder_accuracy(folder: Path, last_step: str, evaluate: bool = False,
     keys = ACCURACY_KEYS.get(last_step, ACCURACY_KEYS["train"])
     saved = None if evaluate else _read_json(folder / ("summary.json" if last_step == "train" else "step.json"))
     if saved is None or keys[0] not in saved:
-        from .pipeline import evaluate_run
+        from gclf.train.cv import evaluate_run
 
         saved, keys = evaluate_run(folder, cache_root), ACCURACY_KEYS["train"]
     return {"accuracy_utterance": saved[keys[0]], "accuracy_utterance_std": saved.get(keys[1]),
@@ -165,7 +165,7 @@ def example_window(ck: dict):
 
 def measure_latency(ck: dict, repeat: int = 7, target_s: float = 0.1) -> float:
     """µs per window at batch 1 on one thread: median over ``repeat`` timeit loops of ~``target_s`` each."""
-    from .inference import prob_fn_for
+    from gclf.inference import prob_fn_for
 
     fn, x = prob_fn_for(ck), example_window(ck)
     with one_thread():
@@ -180,8 +180,8 @@ def measure_latency(ck: dict, repeat: int = 7, target_s: float = 0.1) -> float:
 def row_for_run(folder: str | Path, latency: bool = True, evaluate: bool = False,
                 cache_root: str | Path = "pkl_data") -> Row:
     """The report row of one run folder (figures over its folds; bytes and latency of fold 1)."""
-    from .chain import describe_chain
-    from .checkpoint import checkpoint_paths, load_checkpoint
+    from gclf.chain import describe_chain
+    from gclf.checkpoint import checkpoint_paths, load_checkpoint
 
     folder = Path(folder)
     ck = load_checkpoint(checkpoint_paths(folder)[0])
@@ -336,7 +336,7 @@ def plot_report(rows: list[dict], path: str | Path) -> Path:
 
 def write_report(report: dict, out: str | Path) -> dict:
     """report.md, report.png and report.json into ``out``; returns their paths."""
-    from .io import atomic_json, atomic_text
+    from gclf.io import atomic_json, atomic_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

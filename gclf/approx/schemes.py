@@ -1,7 +1,7 @@
 """Piecewise-linear and table approximations of sigmoid and tanh, in float (PyTorch) and fixed point (int64).
 
 Each scheme has a float version (differentiable, for fine-tuning the LSTM with the approximation in place) and
-a fixed-point version computed only from integer tables (:mod:`gclf.approx_fixed` documents the exact integer
+a fixed-point version computed only from integer tables (:mod:`gclf.approx.fixed` documents the exact integer
 formula a C/HDL implementation reproduces). ``get_approx(name, func)`` returns an :class:`Approx`. Schemes:
 
 ``exact``  torch.sigmoid / torch.tanh; fixed point round_half_up(f(|x|) * 2**out_frac) in float64, mirrored.
@@ -38,7 +38,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .approx_fixed import Segments, as_int64, build_tables, check_formats, eval_tables, exact_positive, mirror
+from gclf.approx.fixed import Segments, as_int64, build_tables, check_formats, eval_tables, exact_positive, mirror
 
 Func = Literal["sigmoid", "tanh"]
 FUNCS: tuple[str, ...] = ("sigmoid", "tanh")
@@ -88,7 +88,7 @@ class Approx:
         return y
 
     def fixed_tables(self, in_frac: int, out_frac: int) -> dict:
-        """The integers that fully define :meth:`fixed` for these formats (formula: :mod:`gclf.approx_fixed`).
+        """The integers that fully define :meth:`fixed` for these formats (formula: :mod:`gclf.approx.fixed`).
 
         pwl (hard, plan, pwlN): ``{"kind": "pwl", "breaks", "slopes", "intercepts", "slope_shift", ...}`` with
         y+ = (intercepts[k] + slopes[k] * (|q| - breaks[k]) + 2**(s-1)) >> s on breaks[k] <= |q| < breaks[k+1];

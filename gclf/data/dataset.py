@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .features import FeatureConfig, UtteranceFeatures, cut_windows, pad_frames, window_starts
+from gclf.data.features import FeatureConfig, UtteranceFeatures, cut_windows, pad_frames, window_starts
 
 
 @dataclass

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .corpus import speaker_folds, split_validation
-from .dataset import eval_windows, random_windows, select
-from .evaluate import evaluate, torch_prob_fn
-from .features import FeatureConfig, UtteranceFeatures, cut_windows
-from .model import GenderNet, ModelConfig
+from gclf.data.corpus import speaker_folds, split_validation
+from gclf.data.dataset import eval_windows, random_windows, select
+from gclf.train.evaluate import evaluate, torch_prob_fn
+from gclf.data.features import FeatureConfig, UtteranceFeatures, cut_windows
+from gclf.model import GenderNet, ModelConfig
 
 
 @dataclass
@@ -150,7 +150,7 @@ def fold_splits(utts: list[UtteranceFeatures], k: int, seed: int) -> list[tuple[
 
 
 def write_log_csv(path: Path, rows: list[dict]) -> None:
-    from .io import atomic_text
+    from gclf.io import atomic_text
 
     keys = ["fold", "epoch", "train_loss", "train_acc", "val_loss", "val_acc_utterance"]
     lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]
