@@ -65,43 +65,42 @@ class Chain:
     built_seconds: float
 
 
-def expected_tail(suffix: str) -> list[dict]:
-    """The chain steps (after train) a folder of this suffix must have, as far as the benchmarks care."""
-    from gclf.post import expand_layers
+STEP_LABELS = {"compress": "circulant k=8", "approx": "PWL plan/pwl16", "quantize8": "W8/A8", "quantize4": "W4/A8"}
 
-    steps = {"compress": {"step": "compress", "block": 8, "targets": expand_layers("fc,lstm")},
-             "approx": {"step": "approx", "sigmoid": "plan", "tanh": "pwl16"},
-             "quantize8": {"step": "quantize", "bits": 8, "act_bits": 8, "weights_only": False},
-             "quantize4": {"step": "quantize", "bits": 4, "act_bits": 8, "weights_only": False}}
+
+def expected_label(suffix: str) -> str:
+    """The chain label (gclf.graph.chain.label, QAT epochs left out) a folder of this suffix must have."""
     out = []
     while suffix:
         parent, kind = CHAIN[suffix]
-        out.insert(0, steps[kind])
+        out.insert(0, STEP_LABELS[kind])
         suffix = parent
-    return out
+    return " > ".join(out) or "float"
 
 
 def matches(folder: Path, suffix: str) -> bool:
-    """Whether ``folder`` holds fold checkpoints with exactly the chain expected for ``suffix``."""
-    from gclf.checkpoint import checkpoint_paths, load_checkpoint
+    """Whether ``folder`` holds fold checkpoints with exactly the chain expected for ``suffix`` (compress on
+    every fc and LSTM matrix)."""
+    from gclf.checkpoint import chain_of, checkpoint_paths, load_checkpoint
+    from gclf.graph.chain import Compress, Quantize, label
 
     try:
-        chain = load_checkpoint(checkpoint_paths(folder)[0])["chain"]
+        chain = chain_of(load_checkpoint(checkpoint_paths(folder)[0]))
     except Exception:
         return False
-    tail, want = chain[1:], expected_tail(suffix)
-    return (chain[0]["step"] == "train" and len(tail) == len(want)
-            and all(all(s.get(k) == v for k, v in w.items()) for s, w in zip(tail, want)))
+    plain = [s if not isinstance(s, Quantize) else Quantize(s.config, s.spec, 0) for s in chain]
+    full = all(set(s.targets) == {"fc1", "fc2", "fc3", "lstm.ih", "lstm.hh"} for s in chain if isinstance(s, Compress))
+    return chain[0].kind == "train" and full and label(plain) == expected_label(suffix)
 
 
 def step_fn(kind: str, settings: dict) -> Callable:
-    """The per-fold function that :func:`gclf.steps.apply_step` runs for one kind of step."""
-    from gclf.post import approx_one, compress_one, expand_layers
-    from gclf.quant.run import quantize_one
-    from gclf.quant.spec import QuantConfig
+    """The per-fold function that :func:`gclf.steps.runner.apply_step` runs for one kind of step."""
+    from gclf.graph.spec import QuantConfig
+    from gclf.steps.float_steps import approx_one, compress_one
+    from gclf.steps.quantize import quantize_one
 
     if kind == "compress":
-        return lambda ck, u: compress_one(ck, u, 8, expand_layers("fc,lstm"), epochs=settings["compress_epochs"])
+        return lambda ck, u: compress_one(ck, u, 8, "fc,lstm", epochs=settings["compress_epochs"])
     if kind == "approx":
         return lambda ck, u: approx_one(ck, u, "plan", "pwl16", epochs=settings["approx_epochs"])
     if kind == "quantize8":
@@ -114,8 +113,9 @@ def train_float(out: Path, work: Path, data: str, settings: dict, cache_root: Pa
     """Train the float run into ``out`` on the real corpus, on ``corpus_root``, or on synthetic voices
     written under ``work``."""
     from gclf.data.features import FeatureConfig
-    from gclf.model import ModelConfig
-    from gclf.train.cv import corpus_features, train_run
+    from gclf.data.pipeline import corpus_features
+    from gclf.graph.models import build_graph
+    from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
     if data == "real":
@@ -128,7 +128,7 @@ def train_float(out: Path, work: Path, data: str, settings: dict, cache_root: Pa
         root = synthesize_corpus(work / "synth", SynthConfig(speakers=settings["speakers"], seed=3))["root"]
     utts, info = corpus_features(root, FeatureConfig(), cache_root)
     tcfg = TrainConfig(epochs=settings["epochs"], patience=settings["patience"], folds=settings["folds"], seed=0)
-    train_run(utts, out, ModelConfig(), FeatureConfig(), tcfg, info["corpus"])
+    train_run(utts, out, build_graph(), FeatureConfig(), tcfg, info["corpus"])
     return info["corpus"]
 
 
@@ -147,7 +147,7 @@ def build_chain(tmp: Path, synth_root: Path | None = None) -> Chain:
     import time
 
     from gclf.checkpoint import checkpoint_paths, load_checkpoint
-    from gclf.steps import apply_step
+    from gclf.steps.runner import apply_step
 
     t0 = time.time()
     given = os.environ.get("GCLF_BENCH_RUN")

@@ -29,7 +29,7 @@ void gclf_infer_many(const gclf_input_t *x, long n, int32_t *logits)
 """
 
 
-def compile_library(model, spec: dict, out: Path, chain: str) -> tuple[Path, dict]:
+def compile_library(model, spec, out: Path, chain: str) -> tuple[Path, dict]:
     """Generate the C for one fold and compile it with the batch loop into ``out``/libgclf.so."""
     import subprocess
 
@@ -63,26 +63,26 @@ class CFold:
     """One fold's compiled model: host front-end in numpy, datapath in C."""
 
     def __init__(self, ck: dict, ws, out: Path):
-        from gclf.chain import describe_chain
-        from gclf.checkpoint import build_float_model
+        from gclf.backends.intref import IntegerReference
         from gclf.backends.weights import c_type
-        from gclf.inference import quant_step
-        from gclf.quant.intref import IntegerReference
+        from gclf.checkpoint import build_float_model, chain_of, quant_of
+        from gclf.graph.chain import label
 
-        model, spec = build_float_model(ck), quant_step(ck)["spec"]
+        model, spec = build_float_model(ck), quant_of(ck).spec
         self.ref, self.ws = IntegerReference(model, spec), ws
-        path, self.report = compile_library(model, spec, out, describe_chain(ck["chain"]))
+        path, self.report = compile_library(model, spec, out, label(chain_of(ck)))
         self.lib = load_library(path)
-        self.dtype = np.dtype(c_type(spec["act_bits"])[:-2])      # gclf_input_t
-        self.logit_scale = 2.0 ** -self.ref.fmt[model.fc_names[-1]].frac
+        self.dtype = np.dtype(c_type(spec.act_bits)[:-2])      # gclf_input_t
+        self.n_classes = model.graph.n_classes
+        self.logit_scale = 2.0 ** -self.ref.logit_format.frac
         self.x1 = np.ascontiguousarray(self.quantize(ws.x[:1]))
-        self.out1 = np.zeros((1, 2), dtype=np.int32)
+        self.out1 = np.zeros((1, self.n_classes), dtype=np.int32)
 
     def quantize(self, x) -> np.ndarray:
         return np.ascontiguousarray(self.ref.quantize_input(x).astype(self.dtype))
 
     def logits(self, xq: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(xq), 2), dtype=np.int32)
+        out = np.zeros((len(xq), self.n_classes), dtype=np.int32)
         self.lib.gclf_infer_many(xq.ctypes.data, len(xq), out.ctypes.data)
         return out
 
@@ -101,7 +101,8 @@ class CFold:
 
 def c_engine(name: str, cks: list[dict], windows: list, out: Path) -> Engine:
     """The generated C of every fold checkpoint of a fixed-point run, compiled and loaded."""
-    from gclf.chain import describe_chain
+    from gclf.checkpoint import chain_of
+    from gclf.graph.chain import label
     from gclf.report.table import step_label
 
     cfolds = [CFold(ck, ws, out / f"fold{i}") for i, (ck, ws) in enumerate(zip(cks, windows), start=1)]
@@ -114,5 +115,5 @@ def c_engine(name: str, cks: list[dict], windows: list, out: Path) -> Engine:
                                   f"{rep['array_bytes']['shifts']} B not counted",
              "c_accumulator": rep["acc_ctype"], "cflags": rep["cflags"], "compiler": rep["compiler"],
              "mismatches_vs_integer_reference": sum(f.mismatches() for f in cfolds)}
-    return Engine(name, "C (generated) " + step_label(cks[0]["chain"]), "C via ctypes", describe_chain(cks[0]["chain"]),
+    return Engine(name, "C (generated) " + step_label(cks[0]["chain"]), "C via ctypes", label(chain_of(cks[0])),
                   "peer", int(rep["array_bytes"]["weights"]), folds, notes)

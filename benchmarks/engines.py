@@ -1,7 +1,7 @@
 """What the benchmarks run: one *engine* per step or peer, each holding, per fold, a function that computes
 P(female) of all the fold's held-out windows and one that runs a single window at batch 1.
 
-gclf's own steps compute as their checkpoint does (:func:`gclf.inference.prob_fn_for`: PyTorch, or the
+gclf's own steps compute as their checkpoint does (:func:`gclf.backends.engines.prob_fn_for`: PyTorch, or the
 numpy integer reference after a quantize step). Peers: ONNX Runtime on the exported float model, the
 generated C (via ctypes), ONNX Runtime's ``quantize_dynamic`` int8 and PyTorch's dynamic int8, all on the
 same float checkpoints. Every fold model is evaluated on its own held-out speakers only.
@@ -91,16 +91,15 @@ def softmax_female(z: np.ndarray) -> np.ndarray:
 # ---- gclf's own steps -------------------------------------------------------------------------------
 def gclf_engine(name: str, cks: list[dict], windows: list) -> Engine:
     """A step of the chain, computed as its checkpoint does (PyTorch float or numpy integer reference)."""
-    from gclf.chain import describe_chain
-    from gclf.inference import prob_fn_for
+    from gclf.backends.engines import prob_fn_for
     from gclf.report.table import runtime_of, step_label, weight_bytes
 
     folds = []
     for ck, ws in zip(cks, windows):
         fn, x1 = prob_fn_for(ck), ws.x[:1].clone()
         folds.append(Fold(prob=lambda fn=fn, ws=ws: fn(ws.x), one=lambda fn=fn, x1=x1: fn(x1), ws=ws))
-    scope = "P(female) of one window: gclf's prob_fn_for (InputNorm, model, softmax)"
-    return Engine(name, step_label(cks[0]["chain"]), runtime_of(cks[0]), describe_chain(cks[0]["chain"]), "chain",
+    scope = "class probabilities of one window: gclf's prob_fn_for (InputNorm, model, softmax)"
+    return Engine(name, step_label(cks[0]["chain"]), runtime_of(cks[0]), step_label(cks[0]["chain"]), "chain",
                   weight_bytes(cks[0]), folds, {"scope": scope})
 
 
@@ -212,7 +211,7 @@ def torch_dynamic_engine(name: str, cks: list[dict], windows: list) -> Engine:
 def build_engine(name: str, runs: dict[str, Path], cache_root: Path, tmp: Path) -> Engine:
     """Build one engine from the chain's run folders (fold checkpoints and their held-out windows)."""
     from gclf.checkpoint import checkpoint_paths, load_checkpoint
-    from gclf.train.cv import features_for_checkpoint, heldout_windows
+    from gclf.data.pipeline import features_for_checkpoint, heldout_windows
 
     suffix, kind = ENGINES[name]
     cks = [load_checkpoint(p) for p in checkpoint_paths(runs[suffix])]

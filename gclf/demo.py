@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Callable
 
 from gclf.data.features import FeatureConfig
-from gclf.model import ModelConfig
-from gclf.train.cv import corpus_features, evaluate_run, train_run
+from gclf.data.pipeline import corpus_features
 from gclf.data.synth import SynthConfig, synthesize_corpus
+from gclf.graph.models import build_graph
+from gclf.train.cv import evaluate_run, train_run
 from gclf.train.fit import TrainConfig
 
 
@@ -21,7 +22,7 @@ def run_demo(out: Path, speakers: int = 120, folds: int = 4, epochs: int = 30, s
     utts, info = corpus_features(syn["root"], fcfg, out / "pkl_data")
     say(f"[3/4] training, {folds}-fold speaker CV")
     tcfg = TrainConfig(epochs=epochs, folds=folds, seed=seed, patience=8)
-    tr = train_run(utts, out / "model", ModelConfig(), fcfg, tcfg, info["corpus"],
+    tr = train_run(utts, out / "model", build_graph(), fcfg, tcfg, info["corpus"],
                    on_fold=lambda i, f: say(f"      fold {i}: utterance {100 * f['accuracy_utterance']:.1f} %"))
     say("[4/4] evaluating on held-out speakers")
     ev = evaluate_run(out / "model", out / "pkl_data")

@@ -71,10 +71,21 @@ def synth_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
     from gclf.data.features import FeatureConfig
-    from gclf.train.cv import corpus_features
+    from gclf.data.pipeline import corpus_features
 
     utts, info = corpus_features(synth_corpus, FeatureConfig(), tmp_path_factory.mktemp("cache"), workers=2)
     return utts, info
+
+
+@pytest.fixture(scope="session")
+def cc():
+    """The system C compiler (the C tests skip, and say why, on a machine without one)."""
+    from gclf.backends.c.build import find_cc
+
+    found = find_cc()
+    if found is None:
+        pytest.skip("no C compiler on this machine (cc, gcc, clang or $CC)")
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +101,13 @@ def librosa_warm():
 def trained_run(synth_features, tmp_path_factory):
     """A small 3-fold run on synthetic speech, shared by the tests of later steps."""
     from gclf.data.features import FeatureConfig
-    from gclf.model import ModelConfig
+    from gclf.graph.models import build_graph
     from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
     utts, info = synth_features
     out = tmp_path_factory.mktemp("run")
-    result = train_run(utts, out, ModelConfig(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0, patience=6),
+    result = train_run(utts, out, build_graph(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0, patience=6),
                        info["corpus"])
     return out, result
 
@@ -112,10 +123,10 @@ def pytest_collection_modifyitems(config, items):
 def chain_runs(trained_run, tmp_path_factory):
     """Run folders for every kind of chain, built from ``trained_run`` with short fine-tuning:
     float, q8 (W8/A8), c8 (block-circulant 8), c8a (+ PLAN sigmoid / pwl16 tanh), c8aq8 (the full chain)."""
-    from gclf.post import approx_one, compress_one, expand_layers
-    from gclf.quant.run import quantize_one
-    from gclf.quant.spec import QuantConfig
-    from gclf.steps import apply_step
+    from gclf.graph.spec import QuantConfig
+    from gclf.steps.float_steps import approx_one, compress_one
+    from gclf.steps.quantize import quantize_one
+    from gclf.steps.runner import apply_step
 
     out, _ = trained_run
     base = tmp_path_factory.mktemp("chains")
@@ -124,7 +135,7 @@ def chain_runs(trained_run, tmp_path_factory):
     runs["q8"] = base / "q8"
     apply_step(out, runs["q8"], lambda ck, u: quantize_one(ck, u, q8))
     runs["c8"] = base / "c8"
-    apply_step(out, runs["c8"], lambda ck, u: compress_one(ck, u, 8, expand_layers("fc,lstm"), epochs=2))
+    apply_step(out, runs["c8"], lambda ck, u: compress_one(ck, u, 8, "fc,lstm", epochs=2))
     runs["c8a"] = base / "c8a"
     apply_step(runs["c8"], runs["c8a"], lambda ck, u: approx_one(ck, u, "plan", "pwl16", epochs=2))
     runs["c8aq8"] = base / "c8aq8"

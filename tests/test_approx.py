@@ -345,7 +345,7 @@ def test_fixed_rejects_bad_inputs():
 
 
 def test_lstm_runs_and_trains_with_approximations():
-    from gclf.model import LSTM
+    from gclf.backends.torch_float import LSTMCell as LSTM
 
     torch.manual_seed(0)
     lstm = LSTM(8, 16, sigmoid="plan", tanh="pwl16")

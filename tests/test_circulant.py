@@ -159,7 +159,7 @@ class _LSTMish(nn.Module):
 
 
 class _Tiny(nn.Module):
-    """Same submodule names and shapes as gclf.model.GenderNet's compressible layers."""
+    """Same submodule names and shapes as the default CNN-LSTM's compressible layers."""
 
     def __init__(self):
         super().__init__()
@@ -223,10 +223,11 @@ def test_blocks_respect_gates():
 
 
 def test_compress_gendernet():
-    from gclf.model import GenderNet, n_params
+    from gclf.backends.torch_float import GraphNet, n_params
+    from gclf.graph.models import build_graph
 
     torch.manual_seed(0)
-    model = GenderNet().eval()
+    model = GraphNet(build_graph()).eval()
     x = torch.randn(2, 40, 99, generator=_gen())
     before = n_params(model)
     report = compress_model(model, 8, ["fc1", "fc2", "fc3", "lstm.ih", "lstm.hh"])

@@ -93,7 +93,31 @@ def test_train_evaluate_predict_json(synth_corpus, synth_features, tmp_path):
     flac = next(synth_corpus.rglob("*.flac"))
     r = run(["predict", str(flac), "--model", out, "--json"])
     p = json.loads(r.stdout)[0]
-    assert p["label"] in ("F", "M") and 0 <= p["p_female"] <= 1
+    assert p["label"] in ("F", "M") and set(p["probabilities"]) == {"M", "F"}
+    assert abs(sum(p["probabilities"].values()) - 1) < 1e-3
+
+
+def test_predict_runs_the_chains_own_arithmetic(chain_runs, synth_corpus):
+    """After `gclf quantize`, predict runs the integer reference (not the float weights); every engine of a
+    fixed-point model agrees with it, and the float engine reads the float weights."""
+    flac = next(synth_corpus.rglob("*.flac"))
+    q8 = str(chain_runs["q8"] / "fold1.pt")
+    got = {e: json.loads(run(["predict", str(flac), "--model", q8, "--engine", e, "--json"]).stdout)[0]["probabilities"]
+           for e in ("auto", "int", "onnx", "c", "float")}
+    from gclf.backends.engines import prob_fn_for
+    from gclf.checkpoint import load_checkpoint
+    from gclf.data.features import FeatureConfig, cut_windows, frames
+    from gclf.data.corpus import load_audio
+    import numpy as np
+    import torch
+
+    ck = load_checkpoint(q8)
+    x = torch.from_numpy(cut_windows(frames(load_audio(flac, 16000), FeatureConfig()), FeatureConfig()))
+    ref = prob_fn_for(ck, "int")(x).mean(axis=0)
+    for e in ("auto", "int", "onnx", "c"):
+        assert abs(got[e]["F"] - ref[1]) < 1e-4, e
+    assert abs(got["float"]["F"] - prob_fn_for(ck, "float")(x).mean(axis=0)[1]) < 1e-4
+    assert np.isfinite(ref).all()
 
 
 def test_evaluate_on_another_corpus_leaves_out_seen_speakers(synth_corpus, synth_features, trained_run, tmp_path):

@@ -9,36 +9,34 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.approx.schemes import get_approx
-from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint, save_checkpoint
+from gclf.backends.c.build import CFLAGS, build_harness, c_sizes, compile_object, run_harness
+from gclf.checkpoint import load_fixed_point
+from gclf.backends.c.generate import (SEGMENT_FN, activation_c, export_c, generate_c,
+                                      primitives_c)
+from gclf.backends.intref import IntegerReference
+from gclf.backends.weights import c_array
+from gclf.checkpoint import (build_float_model, chain_of, checkpoint_paths, load_checkpoint, make_checkpoint,
+                             save_checkpoint)
 from gclf.cli.weights_cmds import export_c as export_c_cmd
+from gclf.data.features import FeatureConfig
+from gclf.data.pipeline import heldout_windows
 from gclf.errors import GclfError
-from gclf.backends.c.generate import SEGMENT_FN, activation_c, export_c, generate_c, primitives_c
-from gclf.backends.c.build import CFLAGS, build_harness, c_sizes, compile_object, find_cc, run_harness
-from gclf.backends.weights import c_array, fixed_point_model
-from gclf.train.cv import features_for_checkpoint, heldout_windows
-from gclf.quant.calibrate import make_spec
-from gclf.quant.intref import IntegerReference
+from gclf.graph.spec import QuantConfig
+from gclf.quant.formats import activation_fixed
 from gclf.quant.primitives import round_shift, saturate
 from gclf.quant.qformat import QFormat
-from gclf.quant.run import quantize_one
-from gclf.quant.spec import QuantConfig, activation_fixed
+from gclf.steps.api import quantize
+from gclf.steps.quantize import quantize_one
 
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 PRELUDE = "#include <inttypes.h>\n#include <stdint.h>\n#include <stdio.h>\n"
+STRICT = (*CFLAGS, "-Wpedantic", "-Wconversion")      # the generated model must pass these too
 
-
-@pytest.fixture(scope="module")
-def cc():
-    found = find_cc()
-    if found is None:
-        pytest.skip("no C compiler on this machine (cc, gcc, clang or $CC)")
-    return found
 
 
 @pytest.fixture(scope="module")
-def utts(trained_run):
-    out, _ = trained_run
-    return features_for_checkpoint(load_checkpoint(out / "fold1.pt"))
+def utts(synth_features):
+    return synth_features[0]
 
 
 def _run_c(src: str, tmp_path, cc, flags=CFLAGS) -> np.ndarray:
@@ -96,13 +94,13 @@ def test_activation_functions_match_fixed(tmp_path, cc):
 
 
 # ---- whole models --------------------------------------------------------------------------------------------
-def _assert_bit_exact(path, utts, tmp_path, cc, flags=CFLAGS) -> dict:
+def _assert_bit_exact(path, utts, tmp_path, cc, flags=STRICT) -> dict:
     """Held-out windows and saturating random windows: every C logit equals the integer reference's."""
     rep = export_c(path, tmp_path / "c", measure=False)
-    _, ck, model, spec = fixed_point_model(path)
+    _, ck, model, spec = load_fixed_point(path, integer=True)
     ref = IntegerReference(model, spec)
     xq = ref.quantize_input(heldout_windows(ck, utts).x)
-    f = ref.fmt["input"]
+    f = ref.plan[ref.graph.norm.name].out_fmt
     extreme = np.random.default_rng(0).integers(f.min_int, f.max_int, (6, *xq.shape[1:]), endpoint=True)
     extreme[0], extreme[1] = f.max_int, f.min_int
     ref.overflows.clear()
@@ -120,7 +118,8 @@ def test_fixture_chains_are_bit_exact(chain_runs, chain, utts, tmp_path, cc):
         rep = _assert_bit_exact(p, utts, tmp_path / str(i), cc)
     assert rep["acc_ctype"] == "int32_t"
     if chain == "c8aq8":
-        assert rep["activations"] == {"gclf_sigmoid_gates": "pwl", "gclf_tanh_gates": "pwl", "gclf_tanh_cell": "pwl"}
+        assert rep["activations"] == {"gclf_lstm_sigmoid_gates": "pwl", "gclf_lstm_tanh_gates": "pwl",
+                                      "gclf_lstm_tanh_cell": "pwl"}
         assert rep["circulant_layers"] == ["lstm.ih", "lstm.hh", "fc1", "fc2", "fc3"]
         text = (tmp_path / "0" / "c" / "gclf_model.c").read_text()
         assert "gclf_lstm_hh_weight[128]" in text and "gclf_fc1_weight[640]" in text   # (p, q, k), not dense
@@ -139,7 +138,7 @@ def test_other_widths_and_roundings_are_bit_exact(chain_runs, base, cfg, utts, t
 
 
 def test_no_undefined_behaviour_under_ubsan(chain_runs, utts, tmp_path, cc):
-    flags = (*CFLAGS, "-fsanitize=undefined", "-fno-sanitize-recover=all")
+    flags = (*STRICT, "-fsanitize=undefined", "-fno-sanitize-recover=all")
     probe = subprocess.run([cc, *flags, "-x", "c", "-o", str(tmp_path / "p"), "-"], input="int main(void){return 0;}",
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -171,8 +170,13 @@ def test_float_and_weights_only_checkpoints_are_errors(chain_runs, tmp_path):
         export_c(chain_runs["float"], tmp_path)
     ck = load_checkpoint(checkpoint_paths(chain_runs["float"])[0])
     model = build_float_model(ck)
+    fixed = quantize(model, QuantConfig(bits=8, weights_only=True))
     with pytest.raises(GclfError, match="weights-only"):
-        generate_c(model, make_spec(model, None, QuantConfig(bits=8, weights_only=True)))
+        generate_c(model, fixed.spec)
+    wo = save_checkpoint(tmp_path / "wo.pt", make_checkpoint(model, FeatureConfig.from_dict(ck["feature_config"]),
+                                                             chain_of(ck) + [fixed.step()], ck["split"], None))
+    with pytest.raises(GclfError, match="weights-only"):
+        export_c(wo, tmp_path / "wo")
 
 
 def test_cli_json_sizes_and_verify(chain_runs, tmp_path, cc):

@@ -13,9 +13,9 @@ from gclf.cli.weights_cmds import export_weights as export_weights_cmd
 from gclf.errors import GclfError
 from gclf.backends.c.build import CFLAGS, find_cc
 from gclf.backends.weights import export_tensors, export_weights, load_export, read_header, read_npz
-from gclf.inference import quant_step
-from gclf.quant.calibrate import integer_weights
-from gclf.quant.spec import WeightQ
+from gclf.backends.fixed import integer_weights
+from gclf.checkpoint import quant_of
+from gclf.quant.formats import WeightQ
 
 WIDTHS = list(range(2, 17)) + [24, 32]
 
@@ -95,7 +95,7 @@ def test_mem_is_twos_complement_hex():
 def test_checkpoint_export_matches_the_integer_reference(chain_runs, chain, tmp_path):
     rep = export_weights(chain_runs[chain], tmp_path)
     ck = load_checkpoint(checkpoint_paths(chain_runs[chain])[0])
-    model, spec = build_float_model(ck), quant_step(ck)["spec"]
+    model, spec = build_float_model(ck), quant_of(ck).spec
     want, _ = integer_weights(model, spec)
     man = json.loads((tmp_path / "manifest.json").read_text())
     for source in ("npz", "mem", "header"):
@@ -110,9 +110,12 @@ def test_checkpoint_export_matches_the_integer_reference(chain_runs, chain, tmp_
         assert len(e["shape"]) == 3 and e["shape"][2] == e["block"] == 8
         assert math.prod(e["shape"]) * 8 >= out_f * in_f > math.prod(e["shape"])
     assert man["chain"] == rep["chain"] and man["quantize"]["bits"] == 8
-    assert {k: v["frac"] for k, v in man["activations"].items()} == \
-           {k: v["width"] - v["integer"] - 1 for k, v in spec["acts"].items()}
-    assert man["lstm_sigmoid"] == spec["sigmoid"] and man["sigmoid_output"]["q_format"].startswith("UQ1.7")
+    assert {k: v["frac"] for k, v in man["activations"].items()} == {k: f.frac for k, f in spec.sites().items()}
+    assert man["lstm_sigmoid"] == spec.sigmoid and man["sigmoid_output"]["q_format"].startswith("UQ1.7")
+    # graph order, each op's weights before its bias (the LSTM's two matrices, then its folded bias)
+    assert [e["name"] for e in man["tensors"]][:6] == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                                       "lstm.ih.weight", "lstm.hh.weight"]
+    assert man["graph"]["arch"] == "cnn_lstm"
 
 
 def test_float_checkpoint_is_a_one_line_error(trained_run, tmp_path):

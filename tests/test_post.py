@@ -9,9 +9,13 @@ from gclf.checkpoint import build_float_model, load_checkpoint
 from gclf.circulant.layer import BlockCirculantLinear
 from gclf.cli import cli
 from gclf.errors import GclfError
-from gclf.model import n_params
-from gclf.train.cv import features_for_checkpoint
-from gclf.post import approx_one, compress_one, expand_layers
+from gclf.backends.torch_float import GraphNet, n_params
+from gclf.data.pipeline import features_for_checkpoint
+from gclf.graph.chain import Compress
+from gclf.graph.models import build_graph
+from gclf.graph.serial import step_from_dict
+from gclf.steps.api import expand_layers
+from gclf.steps.float_steps import approx_one, compress_one
 
 
 def invoke(args):
@@ -25,16 +29,21 @@ def fold(trained_run):
 
 
 def test_expand_layers():
-    assert expand_layers("fc,lstm") == ["fc1", "fc2", "fc3", "lstm.ih", "lstm.hh"]
-    assert expand_layers("fc2, lstm.hh") == ["fc2", "lstm.hh"]
+    net = GraphNet(build_graph())
+    assert expand_layers(net, "fc,lstm") == ["fc1", "fc2", "fc3", "lstm.ih", "lstm.hh"]
+    assert expand_layers(net, "fc2, lstm.hh") == ["fc2", "lstm.hh"]
+    raw = GraphNet(build_graph("raw_conv"))
+    assert expand_layers(raw, "fc,lstm") == ["fc1", "fc2"]           # a group the network lacks is skipped
+    with pytest.raises(GclfError, match="nothing to compress"):
+        expand_layers(raw, "lstm")
     with pytest.raises(GclfError, match="convolutions stay dense"):
-        expand_layers("conv1")
+        expand_layers(net, "conv1")
 
 
 def test_compress_one_rebuilds_from_the_file_alone(fold):
     ck, utts = fold
-    new, rep = compress_one(ck, utts, 8, expand_layers("fc,lstm"), epochs=1)
-    assert new["chain"][-1] == {"step": "compress", "block": 8, "targets": expand_layers("fc,lstm"), "finetune_epochs": 1}
+    new, rep = compress_one(ck, utts, 8, "fc,lstm", epochs=1)
+    assert step_from_dict(new["chain"][-1]) == Compress(8, ("fc1", "fc2", "fc3", "lstm.ih", "lstm.hh"), 1)
     model = build_float_model(new)
     assert isinstance(model.fc1, BlockCirculantLinear) and isinstance(model.lstm.hh, BlockCirculantLinear)
     assert n_params(model) == rep["params_after"] == 4186 and rep["params_before"] == 11834

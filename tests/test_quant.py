@@ -6,18 +6,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
+from gclf.backends.fakequant import FakeQuantNet
+from gclf.backends.fixed import integer_weights, make_spec
+from gclf.backends.intref import IntegerReference
+from gclf.checkpoint import build_float_model, chain_of, checkpoint_paths, load_checkpoint, quant_of
 from gclf.cli import cli
 from gclf.data.dataset import eval_windows
-from gclf.errors import GclfError
 from gclf.data.features import FeatureConfig
-from gclf.inference import quant_step
-from gclf.train.cv import features_for_checkpoint, heldout_windows
-from gclf.quant.calibrate import integer_weights, make_spec, observe_ranges
-from gclf.quant.fakequant import FakeQuantNet
-from gclf.quant.intref import IntegerReference
-from gclf.quant.run import bit_exact_mismatches, quantize_one
-from gclf.quant.spec import QuantConfig
+from gclf.data.pipeline import features_for_checkpoint, heldout_windows
+from gclf.errors import GclfError
+from gclf.graph.spec import QuantConfig
+from gclf.steps.api import FixedPointModel, observe_ranges
+from gclf.steps.quantize import bit_exact_mismatches, quantize_one
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _spec(ck, utts, cfg):
 def test_fake_quant_agrees_bit_for_bit_with_integer_reference(fold, cfg):
     ck, utts = fold
     model, spec, x = _spec(ck, utts, cfg)
-    assert bit_exact_mismatches(model, spec, x) == 0
+    assert bit_exact_mismatches(FixedPointModel(model, spec), x) == 0
 
 
 def test_integer_reference_is_integer_and_within_formats(fold):
@@ -49,7 +49,7 @@ def test_integer_reference_is_integer_and_within_formats(fold):
     ref = IntegerReference(model, spec)
     q = ref.run_int(ref.quantize_input(x[:50]))
     assert q.dtype == np.int64
-    last = ref.fmt[model.fc_names[-1]]
+    last = ref.logit_format
     assert q.min() >= last.min_int and q.max() <= last.max_int
     for name, w in ref.q.items():
         assert w.ints.dtype == np.int64
@@ -74,10 +74,10 @@ def test_saturation_is_counted_never_wrapped(fold):
     model, spec, x = _spec(ck, utts, QuantConfig(bits=8))
     ref = IntegerReference(model, spec)
     q = ref.quantize_input(x * 50)                    # far outside the calibrated input range
-    f = ref.fmt["input"]
+    f = spec.act("norm")
     assert q.max() == f.max_int and q.min() == f.min_int  # clipped to the rails, not wrapped
     ref.run_int(q)
-    assert ref.overflows["input"] > 0
+    assert ref.overflows["norm"] > 0
     fq = FakeQuantNet(model, spec, "full")
     with torch.no_grad():
         fq(x * 50)
@@ -99,7 +99,7 @@ def test_weight_bytes_and_weights_only(fold):
 def test_quantize_one_records_the_chain_and_reports(fold):
     ck, utts = fold
     new, rep = quantize_one(ck, utts, QuantConfig(bits=8))
-    assert [s["step"] for s in new["chain"]] == ["train", "quantize"]
+    assert [s.kind for s in chain_of(new)] == ["train", "quantize"]
     assert rep["bit_exact_mismatches"] == 0 and rep["weight_bytes_quantized"] < rep["weight_bytes_float"] / 3
     assert abs(rep["accuracy_quantized"] - rep["accuracy_float"]) <= 0.1
     with pytest.raises(GclfError, match="order"):
@@ -117,12 +117,12 @@ def test_qat_runs_and_stays_exact(fold):
 def test_full_chain_is_exact(chain_runs):
     for p in checkpoint_paths(chain_runs["c8aq8"]):
         ck = load_checkpoint(p)
-        assert [s["step"] for s in ck["chain"]] == ["train", "compress", "approx", "quantize"]
-        spec = quant_step(ck)["spec"]
-        assert (spec["sigmoid"], spec["tanh"]) == ("plan", "pwl16")
+        assert [s.kind for s in chain_of(ck)] == ["train", "compress", "approx", "quantize"]
+        spec = quant_of(ck).spec
+        assert (spec.sigmoid, spec.tanh) == ("plan", "pwl16")
         model = build_float_model(ck)
         ws = heldout_windows(ck, features_for_checkpoint(ck))
-        assert bit_exact_mismatches(model, spec, ws.x) == 0
+        assert bit_exact_mismatches(FixedPointModel(model, spec), ws.x) == 0
 
 
 def test_quantize_cli_json(trained_run, tmp_path):
@@ -140,7 +140,7 @@ def test_quantize_cli_json(trained_run, tmp_path):
 def test_accumulator_bound_holds_on_extreme_inputs(fold, monkeypatch):
     """Every accumulator the integer reference forms fits in spec['acc_bits'] (signed), even for inputs
     driven to the rails of the input format."""
-    import gclf.quant.intref as intref
+    import gclf.backends.intref as intref
 
     ck, utts = fold
     model, spec, x = _spec(ck, utts, QuantConfig(bits=8))
@@ -153,11 +153,11 @@ def test_accumulator_bound_holds_on_extreme_inputs(fold, monkeypatch):
 
     monkeypatch.setattr(intref, "requantize", spy)
     ref = IntegerReference(model, spec)
-    f = ref.fmt["input"]
+    f = spec.act("norm")
     rng = np.random.default_rng(0)
     rails = rng.choice([f.min_int, f.max_int], size=(64, 40, 99))
     ref.run_int(np.concatenate([ref.quantize_input(x[:64]), rails]))
-    assert max(seen) < 2 ** (spec["acc_bits"] - 1)
+    assert max(seen) < 2 ** (spec.acc_bits - 1)
 
 
 @pytest.mark.parametrize("bits", [8, 16])
@@ -169,9 +169,11 @@ def test_fake_quant_tensors_equal_the_integer_weights(fold, bits):
     model, spec, _ = _spec(ck, utts, QuantConfig(bits=bits))
     ref = IntegerReference(model, spec)
     net = FakeQuantNet(model, spec, "full")
-    for name, mod in [("conv1", model.conv1), ("lstm.ih", model.lstm.ih), ("lstm.hh", model.lstm.hh), ("fc1", model.fc1)]:
-        wq = ref.q[name + ".weight"]
-        np.testing.assert_array_equal(net._weight(name, mod).detach().numpy(), wq.values())
-    for owner in ("conv1", "conv2", "lstm", "fc1", "fc2", "fc3"):
-        bq = ref.q[owner + ".bias"]
-        np.testing.assert_array_equal(net._bias(owner).detach().numpy(), bq.values())
+    checked = 0
+    for op in model.graph.weighted:
+        for local in spec.ops[op.name].weights:
+            path = f"{op.name}.{local}" if local != "weight" else op.name
+            np.testing.assert_array_equal(net.weight(op, local).detach().numpy(), ref.q[path + ".weight"].values())
+            checked += 1
+        np.testing.assert_array_equal(net.bias(op).detach().numpy(), ref.q[op.name + ".bias"].values())
+    assert checked == 7                                  # conv1, conv2, lstm.ih, lstm.hh, fc1..fc3

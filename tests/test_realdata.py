@@ -3,8 +3,9 @@ import pytest
 
 from gclf.data.corpus import scan_corpus
 from gclf.data.features import FeatureConfig
-from gclf.model import ModelConfig
-from gclf.train.cv import corpus_features, train_run
+from gclf.graph.models import build_graph
+from gclf.data.pipeline import corpus_features
+from gclf.train.cv import train_run
 from gclf.train.fit import TrainConfig
 
 from tests.conftest import REAL_DATA
@@ -35,7 +36,7 @@ def test_short_real_cv_generalises_to_unseen_speakers(real_features, tmp_path):
     """A short 3-fold run (15 epochs) on real speech: well above chance on unseen speakers.
     The full recipe reaches 97.6 % (README); this floor leaves wide margin on a fixed seed."""
     utts, info = real_features
-    r = train_run(utts, tmp_path, ModelConfig(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0),
+    r = train_run(utts, tmp_path, build_graph(), FeatureConfig(), TrainConfig(epochs=15, folds=3, seed=0),
                   info["corpus"])
     assert r["accuracy_utterance_mean"] >= 0.88, r
     assert r["accuracy_window_mean"] >= 0.85, r

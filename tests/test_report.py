@@ -86,8 +86,8 @@ def _bench(name, chain, source, measure, median, windows=1, **info):
 
 
 def test_latency_and_peers_from_a_benchmark_json(chain_runs, tmp_path):
-    data = {"benchmarks": [_bench("w8a8", "float > quantize(8)", "chain", "batch1", 2e-3),
-                           _bench("w8a8", "float > quantize(8)", "chain", "evaluation", 0.5, windows=100),
+    data = {"benchmarks": [_bench("w8a8", "W8/A8", "chain", "batch1", 2e-3),
+                           _bench("w8a8", "W8/A8", "chain", "evaluation", 0.5, windows=100),
                            _bench("onnxruntime", "float", "peer", "batch1", 3e-5),
                            {"name": "test_extract", "stats": {"median": 1.0},
                             "extra_info": {"step": "x", "measure": "extraction"}}]}
@@ -117,7 +117,15 @@ def test_errors_are_one_line(tmp_path):
     assert res.exit_code != 0 and "fold*.pt" in str(res.exception)
 
 
-def test_step_labels():
-    assert step_label([{"step": "train"}]) == "float"
-    assert step_label([{"step": "train"}, {"step": "quantize", "bits": 4, "act_bits": 8}]) == "W4/A8"
-    assert step_label([{"step": "train"}, {"step": "quantize", "bits": 8, "weights_only": True}]) == "W8 weights-only"
+def test_step_labels(chain_runs):
+    """The report labels a chain with gclf.graph.chain.label, from typed steps or their stored dicts."""
+    from gclf.checkpoint import chain_of, checkpoint_paths, load_checkpoint
+    from gclf.graph.chain import Quantize, Train
+    from gclf.graph.spec import QuantConfig
+
+    ck = load_checkpoint(checkpoint_paths(chain_runs["c8aq8"])[0])
+    assert step_label(ck["chain"]) == step_label(chain_of(ck)) == LABELS["c8aq8"]
+    spec = chain_of(ck)[-1].spec
+    assert step_label([Train()]) == "float"
+    assert step_label([Train(), Quantize(QuantConfig(bits=4, act_bits=8), spec)]) == "W4/A8"
+    assert step_label([Train(), Quantize(QuantConfig(bits=8, weights_only=True), spec)]) == "W8 weights-only"

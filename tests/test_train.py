@@ -3,9 +3,9 @@ import json
 
 import torch
 
-from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
+from gclf.checkpoint import build_float_model, checkpoint_paths, graph_of, load_checkpoint
 from gclf.data.features import FeatureConfig
-from gclf.model import ModelConfig
+from gclf.graph.models import build_graph
 from gclf.train.cv import evaluate_run, train_run
 from gclf.train.fit import TrainConfig
 
@@ -29,7 +29,7 @@ def test_folds_are_speaker_disjoint_and_checkpoints_self_contained(trained_run):
         assert not set(s["train_speakers"]) & set(s["val_speakers"])
         tests += s["test_speakers"]
         assert ck["chain"][0]["step"] == "train"
-        assert ModelConfig.from_dict(ck["model_config"]) == ModelConfig()
+        assert graph_of(ck) == build_graph()
         assert FeatureConfig.from_dict(ck["feature_config"]) == FeatureConfig()
     assert len(tests) == len(set(tests)) == 60
     assert (out / "train_log.csv").read_text().startswith("fold,epoch,train_loss")
@@ -49,13 +49,13 @@ def test_same_seed_same_result(synth_features, tmp_path):
     utts, info = synth_features
     utts = utts[:12]
     tcfg = TrainConfig(epochs=2, folds=2, seed=5)
-    a = train_run(utts, tmp_path / "a", ModelConfig(), FeatureConfig(), tcfg, info["corpus"])
-    b = train_run(utts, tmp_path / "b", ModelConfig(), FeatureConfig(), tcfg, info["corpus"])
+    a = train_run(utts, tmp_path / "a", build_graph(), FeatureConfig(), tcfg, info["corpus"])
+    b = train_run(utts, tmp_path / "b", build_graph(), FeatureConfig(), tcfg, info["corpus"])
     assert [f["accuracy_window"] for f in a["folds"]] == [f["accuracy_window"] for f in b["folds"]]
     wa = load_checkpoint(tmp_path / "a" / "fold1.pt")["state_dict"]
     wb = load_checkpoint(tmp_path / "b" / "fold1.pt")["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    train_run(utts, tmp_path / "c", ModelConfig(), FeatureConfig(), TrainConfig(epochs=2, folds=2, seed=6),
+    train_run(utts, tmp_path / "c", build_graph(), FeatureConfig(), TrainConfig(epochs=2, folds=2, seed=6),
               info["corpus"])
     wc = load_checkpoint(tmp_path / "c" / "fold1.pt")["state_dict"]
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
@@ -63,7 +63,7 @@ def test_same_seed_same_result(synth_features, tmp_path):
 
 def test_final_model_and_rebuild(synth_features, tmp_path):
     utts, info = synth_features
-    r = train_run(utts[:10], tmp_path, ModelConfig(), FeatureConfig(), TrainConfig(epochs=1, folds=2),
+    r = train_run(utts[:10], tmp_path, build_graph(), FeatureConfig(), TrainConfig(epochs=1, folds=2),
                   info["corpus"], final=True)
     ck = load_checkpoint(tmp_path / "final.pt")
     assert ck["split"]["test_speakers"] == [] and r["final"].endswith("final.pt")

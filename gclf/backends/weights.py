@@ -27,10 +27,9 @@ import numpy as np
 
 from gclf.errors import GclfError
 from gclf.io import atomic_json, atomic_text, atomic_write
-from gclf.quant.spec import WeightQ
+from gclf.quant.formats import WeightQ
 
 C_WIDTHS = (8, 16, 32, 64)
-ORDER = ("conv1", "conv2", "lstm", "fc")     # tensors are listed layer by layer, weight before bias
 
 
 # ---- C formatting (shared with gclf.backends.c.generate) ---------------------------------------------------
@@ -99,17 +98,6 @@ def tensor_comment(name: str, wq: WeightQ, extra: str = "") -> str:
     return f"/* {name}: {wq.kind}, shape {shape}{extra}, {q_summary(wq)}, min {lo}, max {hi} */"
 
 
-def tensor_order(names: list[str]) -> list[str]:
-    """Layer by layer in datapath order, weight before bias."""
-    def key(n: str):
-        layer = n.rsplit(".", 1)[0]
-        head = layer.split(".")[0]
-        rank = ORDER.index("fc") + int(head[2:]) if head.startswith("fc") and head[2:].isdigit() else \
-            ORDER.index(head) if head in ORDER else len(ORDER) + 100
-        return rank, n.endswith(".bias"), n
-    return sorted(names, key=key)
-
-
 # ---- writers -------------------------------------------------------------------------------------
 def mem_text(ints: np.ndarray, width: int) -> str:
     """``$readmemh`` text: two's complement, ceil(width / 4) hex digits, one value per line, row-major."""
@@ -129,8 +117,7 @@ def header_text(tensors: dict[str, WeightQ], model: str, preamble: list[str],
     out += [" * A value v means v * 2^-FRAC (FRAC per tensor, or per output channel = first index).",
             " * Circulant tensors hold (p, q, k) defining vectors: W[a*k+i][b*k+j] = v[a][b][(i-j) mod k]. */",
             f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", ""]
-    for name in tensor_order(list(tensors)):
-        wq = tensors[name]
+    for name, wq in tensors.items():
         sym = f"{c_ident(model)}_{c_ident(name)}"
         out.append(tensor_comment(name, wq, (extras or {}).get(name, "")))
         for i, d in enumerate(wq.ints.shape):
@@ -167,7 +154,7 @@ def export_tensors(tensors: dict[str, WeightQ], out: str | Path, model: str = "g
     for wq in tensors.values():
         if not 2 <= wq.width <= 32:
             raise ValueError(f"weight width must be 2..32, got {wq.width}")
-    names = tensor_order(list(tensors))
+    names = list(tensors)                        # in the order given (checkpoints: graph order, weight before bias)
     entries = [tensor_entry(n, tensors[n], model, extras.get(n)) for n in names]
     mem_paths = [atomic_text(out / e["mem"], mem_text(tensors[e["name"]].ints, e["width"])) for e in entries]
     arrays = {}
@@ -237,68 +224,65 @@ def load_export(out: str | Path, source: str = "npz") -> dict[str, np.ndarray]:
 
 
 # ---- from a checkpoint ---------------------------------------------------------------------------
-def fixed_point_model(model_path: str | Path):
-    """(checkpoint path, checkpoint, float model, quantize spec) of a checkpoint file or run folder's fold1.
+def graph_tensors(model, spec) -> tuple[dict[str, WeightQ], dict[str, dict]]:
+    """The integer tensors of a fixed-point model in graph order (each op's weights, then its bias), and the
+    manifest extras of circulant weights (the dense shape they stand for and the block size)."""
+    from gclf.backends.fixed import HANDLERS, integer_weights, layer_kind
 
-    A checkpoint without a quantize step raises GclfError (one line).
-    """
-    from gclf.checkpoint import build_float_model, checkpoint_paths, load_checkpoint
-    from gclf.inference import quant_step
-
-    path = checkpoint_paths(model_path)[0]
-    ck = load_checkpoint(path)
-    step = quant_step(ck)
-    if step is None:
-        raise GclfError(f"{path} is a float checkpoint: run `gclf quantize` first")
-    return path, ck, build_float_model(ck), step["spec"]
-
-
-def layer_extras(model) -> dict[str, dict]:
-    """Manifest extras of circulant weights: the dense shape they stand for and the block size."""
-    from gclf.quant.layers import layer_kind, weighted_layers
-
-    out = {}
-    for name, mod in weighted_layers(model):
-        if layer_kind(mod) == "circulant":
-            out[name + ".weight"] = {"block": int(mod.block), "dense_shape": [int(mod.out_features), int(mod.in_features)],
-                                     "index": "W[a*k+i][b*k+j] = v[a][b][(i-j) mod k]"}
-    return out
+    ints, _ = integer_weights(model, spec)
+    tensors, extras = {}, {}
+    for op in model.graph.weighted:
+        for path, mod in HANDLERS[op].matrices(op, model).values():
+            tensors[path + ".weight"] = ints[path + ".weight"]
+            if layer_kind(mod) == "circulant":
+                extras[path + ".weight"] = {"block": int(mod.block), "dense_shape": [int(mod.out_features),
+                                                                                     int(mod.in_features)],
+                                            "index": "W[a*k+i][b*k+j] = v[a][b][(i-j) mod k]"}
+        tensors[op.name + ".bias"] = ints[op.name + ".bias"]
+    return tensors, extras
 
 
-def activation_meta(spec: dict) -> dict:
-    """Activation formats of a spec (empty for weights-only) and the LSTM's sigmoid/tanh output formats."""
-    from gclf.quant.qformat import QFormat
-    from gclf.quant.spec import sigmoid_format, tanh_format
+def activation_meta(model, spec) -> dict:
+    """Activation formats of a spec by site (empty for weights-only) and, with an LSTM, its sigmoid/tanh
+    schemes and output formats."""
+    from gclf.backends.fixed import lstm_formats
 
-    def entry(f: QFormat) -> dict:
+    def entry(f) -> dict:
         return {"q_format": str(f), **f.to_dict(), "frac": f.frac, "scale": f.scale}
 
-    acts = {k: entry(QFormat.from_dict(v)) for k, v in spec.get("acts", {}).items()}
-    out = {"activations": acts, "lstm_sigmoid": spec.get("sigmoid"), "lstm_tanh": spec.get("tanh")}
-    if acts:
-        out["sigmoid_output"] = entry(sigmoid_format(spec["act_bits"], spec["rounding"]))
-        out["tanh_output"] = entry(tanh_format(spec["act_bits"], spec["rounding"]))
+    acts = {site: entry(f) for site, f in spec.sites().items()} if not spec.weights_only else {}
+    out = {"activations": acts}
+    if model.lstm_cells():
+        out.update({"lstm_sigmoid": spec.sigmoid, "lstm_tanh": spec.tanh})
+        if acts:
+            sig, tanh = lstm_formats(spec)
+            out.update({"sigmoid_output": entry(sig), "tanh_output": entry(tanh)})
     return out
 
 
-def export_weights(model_path: str | Path, out: str | Path = "weights_data", name: str | None = None) -> dict:
-    """Export the integer weights of a fixed-point checkpoint (or a run folder's fold1); returns the report."""
-    from gclf.chain import describe_chain
-    from gclf.quant.calibrate import integer_weights
+def export_weights(model_path: str | Path, out: str | Path, name: str | None = None, force: bool = False) -> dict:
+    """Export the integer weights of a fixed-point checkpoint (or a run folder's fold1) into ``out``; refuses to
+    overwrite another checkpoint's export there unless ``force``. Returns the report."""
+    from dataclasses import asdict
 
-    path, ck, model, spec = fixed_point_model(model_path)
-    tensors, _ = integer_weights(model, spec)
+    from gclf.backends.outdir import claim
+
+    from gclf.checkpoint import chain_of, graph_of, load_fixed_point
+    from gclf.graph.chain import label
+    from gclf.graph.serial import graph_to_dict, step_to_dict
+
+    path, ck, model, spec = load_fixed_point(model_path)
+    tensors, extras = graph_tensors(model, spec)
     name = c_ident(name or f"gclf_{path.stem}")
-    chain = describe_chain(ck["chain"])
-    cfg = {k: spec.get(k) for k in ("bits", "act_bits", "bias_bits", "acc_bits", "per_channel", "rounding",
-                                    "weights_only")}
-    meta = {"source": str(path), "chain": chain, "chain_steps": [{k: v for k, v in s.items() if k != "spec"}
-                                                               for s in ck["chain"]],
-            "quantize": cfg, **activation_meta(spec),
+    chain = label(chain_of(ck))
+    cfg = {**asdict(spec.config), "act_bits": spec.act_bits, "bias_bits": spec.bias_bits, "acc_bits": spec.acc_bits}
+    steps = [{k: v for k, v in step_to_dict(s).items() if k != "spec"} for s in chain_of(ck)]
+    meta = {"source": str(path), "chain": chain, "chain_steps": steps, "graph": graph_to_dict(graph_of(ck)),
+            "quantize": cfg, **activation_meta(model, spec),
             "preamble": [f"source: {path}", f"chain: {chain}",
-                         f"weights {spec['bits']} bits, biases {spec['bias_bits']} bits, activations "
-                         f"{'float' if spec.get('weights_only') else str(spec['act_bits']) + ' bits'}, "
-                         f"rounding {spec['rounding']}"]}
+                         f"weights {spec.config.bits} bits, biases {spec.bias_bits} bits, activations "
+                         f"{'float' if spec.weights_only else str(spec.act_bits) + ' bits'}, rounding {spec.rounding}"]}
     meta = json.loads(json.dumps(meta, default=str))
-    report = export_tensors(tensors, out, name, meta, layer_extras(model))
+    claim(out, path, ["manifest.json", f"{name}.h", f"{name}.npz"], force)
+    report = export_tensors(tensors, out, name, meta, extras)
     return {**report, "source": str(path), "chain": chain}

@@ -36,20 +36,24 @@ def _print_cv(r: dict) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=False, show_default=True,
               help="Also train final.pt on all speakers (for deployment; it has no held-out speakers).")
+@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
+              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
+                   "convolutions on 0.5-s windows of raw 16 kHz audio).")
 @workers_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, workers, as_json):
-    """Train the CNN-LSTM with k-fold cross-validation over speakers (test speakers never seen)."""
-    from gclf.data.features import FeatureConfig
-    from gclf.model import ModelConfig
-    from gclf.train.cv import corpus_features, train_run
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json):
+    """Train a network with k-fold cross-validation over speakers (test speakers never seen)."""
+    from gclf.data.pipeline import corpus_features
+    from gclf.graph.models import build_graph, feature_config
+    from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
-    fcfg = FeatureConfig()
+    graph = build_graph(arch)
+    fcfg = feature_config(graph)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
-    r = train_run(utts, out, ModelConfig(), fcfg, tcfg, info["corpus"], final=final,
+    r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
                   on_fold=None if as_json else _fold_line)
     emit_json(r) if as_json else _print_cv(r)
 
@@ -61,8 +65,8 @@ def _print_eval(r: dict) -> None:
     for f in r["folds"]:
         cm = f["confusion"]["matrix"]
         click.echo(f"  {Path(f['checkpoint']).name}: utt {pct(f['accuracy_utterance'])} win {pct(f['accuracy_window'])} "
-                   f"recall M {pct(f['recall_male'])} F {pct(f['recall_female'])}  "
-                   f"confusion [true M: {cm[0]}, true F: {cm[1]}]")
+                   "recall " + " ".join(f"{c} {pct(r)}" for c, r in f["recall"].items()) + "  confusion ["
+                   + ", ".join(f"true {c}: {row}" for c, row in zip(f["confusion"]["classes"], cm)) + "]")
 
 
 @click.command(context_settings=CONTEXT)
@@ -84,12 +88,16 @@ def evaluate(model, data, cache, workers, as_json):
 @click.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @model_option
+@click.option("--engine", type=click.Choice(["auto", "float", "int", "onnx", "c"]), default="auto", show_default=True,
+              help="What computes the model: auto = the chain's own arithmetic (the float model, or after "
+                   "`gclf quantize` the integer reference); float = the float weights; int = the integer "
+                   "reference; onnx = its ONNX graph in onnxruntime; c = the generated C, compiled here.")
 @json_option
-def predict(files, model, as_json):
-    """Label (F/M) and P(female) for each audio FILE (FLAC or WAV)."""
+def predict(files, model, engine, as_json):
+    """Label and class probabilities for each audio FILE (FLAC or WAV)."""
     from gclf.predict import load_models, predict_file
 
-    models = load_models(model)
+    models = load_models(model, engine)
     rows = []
     for f in files:
         try:
@@ -102,7 +110,8 @@ def predict(files, model, as_json):
     else:
         for r in rows:
             if "error" not in r:
-                click.echo(f"{r['label']}  p_female={r['p_female']:.3f}  {r['file']}")
+                probs = "  ".join(f"p_{c}={v:.3f}" for c, v in r["probabilities"].items())
+                click.echo(f"{r['label']}  {probs}  {r['file']}")
     if all("error" in r for r in rows):
         raise GclfError("no file could be classified")
 

@@ -69,7 +69,7 @@ def _line(r: dict) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default="export", show_default=True,
               help="Folder for <run>-<fold>.onnx files.")
 @click.option("--opset", type=click.IntRange(13, 23), default=None,
-              help="ONNX opset: 18..23 for a float model, 13..23 for 8-bit fixed point, 21..23 wider "
+              help="ONNX opset: 13..23 for a float model or 8-bit fixed point, 21..23 wider "
                    "(int16 QDQ) [default: 18, or 21 for fixed point wider than 8 bits].")
 @data_option
 @cache_option

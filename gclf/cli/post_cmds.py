@@ -55,9 +55,9 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
     speakers. The fake-quant model is checked bit for bit against the integer reference.
     """
-    from gclf.quant.run import quantize_one
-    from gclf.quant.spec import QuantConfig
-    from gclf.steps import apply_step, default_out
+    from gclf.graph.spec import QuantConfig
+    from gclf.steps.quantize import quantize_one
+    from gclf.steps.runner import apply_step, default_out
 
     def run(b, a, qat, write):
         cfg = QuantConfig(bits=b, act_bits=a, bias_bits=bias_bits, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
@@ -106,7 +106,10 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
 @cache_option
 @json_option
 def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, as_json):
-    """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop."""
+    """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop.
+
+    A network without an LSTM has nothing to approximate: the command says so and writes nothing.
+    """
     from gclf.approx.schemes import error_table, get_approx
     from gclf.errors import GclfError
 
@@ -121,8 +124,16 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
             get_approx(name, func)
         except ValueError as exc:
             raise GclfError(str(exc)) from None
-    from gclf.post import approx_one
-    from gclf.steps import apply_step, default_out
+    from gclf.checkpoint import checkpoint_paths, graph_of, load_checkpoint
+    from gclf.graph.ops import LSTM
+    from gclf.steps.float_steps import approx_one
+    from gclf.steps.runner import apply_step, default_out
+
+    graph = graph_of(load_checkpoint(checkpoint_paths(model)[0]))
+    if not graph.of_kind(LSTM):
+        note = f"the {graph.arch} network has no LSTM: approx has nothing to approximate; nothing written"
+        emit_json({"applied": False, "note": note}) if as_json else click.echo(note)
+        return
 
     def run(sig, tnh, write):
         r = apply_step(model, out or default_out(model, "-a"),
@@ -154,7 +165,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 @model_option
 @click.option("--block", type=click.IntRange(1, 64), default=8, show_default=True, help="Circulant block size k.")
 @click.option("--layers", default="fc,lstm", show_default=True,
-              help="Comma list: fc, lstm, or fc1, fc2, fc3, lstm.ih, lstm.hh. Convolutions stay dense.")
+              help="Comma list of groups (fc: every Linear op, lstm: both matrices of every LSTM) or matrix names "
+                   "(fc1, lstm.ih, ...); a group the network lacks is skipped. Convolutions stay dense.")
 @click.option("--finetune-epochs", type=click.IntRange(0, 1000), default=15, show_default=True)
 @click.option("--lr", type=click.FloatRange(1e-7, 1.0), default=1e-3, show_default=True)
 @click.option("--sweep", is_flag=True, help="Table over blocks 2, 4, 8, 16; writes no checkpoints.")
@@ -163,14 +175,12 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 @json_option
 def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, as_json):
     """Block-circulant fully connected and LSTM weights: k times fewer weights per compressed layer."""
-    from gclf.post import compress_one, expand_layers
-    from gclf.steps import apply_step, default_out
-
-    targets = expand_layers(layers)
+    from gclf.steps.float_steps import compress_one
+    from gclf.steps.runner import apply_step, default_out
 
     def run(k, write):
         return apply_step(model, out or default_out(model, f"-c{k}"),
-                          lambda ck, u: compress_one(ck, u, k, targets, finetune_epochs, lr), cache,
+                          lambda ck, u: compress_one(ck, u, k, layers, finetune_epochs, lr), cache,
                           on_fold=_fold_echo(as_json or sweep), write=write)
 
     if sweep:

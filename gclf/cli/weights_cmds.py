@@ -14,25 +14,40 @@ def _model_option(f):
                              "checkpoint (fold1.pt) is exported.")(f)
 
 
+def _force_option(f):
+    return click.option("--force", is_flag=True,
+                        help="Overwrite an export folder that holds another checkpoint's files.")(f)
+
+
+def _out(model: str, out: str | None, root: str):
+    """--out, or a folder under ``root`` named after the run and fold (runs/model-q8 -> root/model-q8-fold1)."""
+    from gclf.backends.outdir import export_dir
+    from gclf.checkpoint import checkpoint_paths
+
+    return out or export_dir(root, checkpoint_paths(model)[0])
+
+
 def _kb(n: int | None) -> str:
     return "n/a" if n is None else f"{n:,} B"
 
 
 @click.command("export-weights", context_settings=CONTEXT)
 @_model_option
-@click.option("--out", type=click.Path(file_okay=False), default="weights_data", show_default=True,
-              help="Folder for the C header, the .mem files, the .npz and manifest.json.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the C header, the .mem files, the .npz and manifest.json "
+                   "[default: weights_data/<run>-<fold>, e.g. weights_data/model-q8-fold1].")
 @click.option("--name", default=None,
               help="Model name: file prefix and C symbol prefix [default: gclf_<checkpoint name>, e.g. gclf_fold1].")
+@_force_option
 @json_option
-def export_weights(model, out, name, as_json):
+def export_weights(model, out, name, force, as_json):
     """Integer weights and Q formats of a fixed-point checkpoint: C header, $readmemh .mem files, .npz, manifest.
 
     Circulant layers are written as their stored (p, q, k) defining vectors, not as the materialised matrix.
     """
     from gclf.backends.weights import export_weights as run
 
-    r = run(model, out, name)
+    r = run(model, _out(model, out, "weights_data"), name, force=force)
     if as_json:
         emit_json(r)
         return
@@ -64,16 +79,17 @@ def _print_c(r: dict) -> None:
 
 @click.command("export-c", context_settings=CONTEXT)
 @_model_option
-@click.option("--out", type=click.Path(file_okay=False), default="export", show_default=True,
-              help="Folder for gclf_model.c and gclf_model.h.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for gclf_model.c and gclf_model.h [default: export/<run>-<fold>, e.g. export/model-q8-fold1].")
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="Compile the object with the system C compiler and report text/data/bss, stack and static RAM.")
 @click.option("--verify", is_flag=True,
               help="Also compile a harness and compare its logits with the integer reference on the checkpoint's "
                    "held-out windows (needs the corpus features, see --cache).")
 @cache_option
+@_force_option
 @json_option
-def export_c(model, out, measure, verify, cache, as_json):
+def export_c(model, out, measure, verify, cache, force, as_json):
     """Integer-only C99 inference (gclf_model.c/.h), bit-exact with the integer reference.
 
     Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
@@ -82,6 +98,11 @@ def export_c(model, out, measure, verify, cache, as_json):
     from gclf.errors import GclfError
     from gclf.backends.c.generate import export_c as run
 
+    from gclf.backends.outdir import claim
+    from gclf.checkpoint import checkpoint_paths
+
+    out = _out(model, out, "export")
+    claim(out, checkpoint_paths(model)[0], ["gclf_model.c", "gclf_model.h"], force)
     r = run(model, out, measure=measure)
     if verify:
         from gclf.backends.c.build import verify_export

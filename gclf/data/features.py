@@ -38,9 +38,14 @@ class FeatureConfig:
     window_frames: int = 99    # frames per model window (1.98 s); the model accepts 84..99
     window_hop: int = 50       # frames between window starts (~50 % overlap)
     min_seconds: float = 0.5   # clips shorter than this are skipped; shorter than a window: padded
+    kind: str = "mfcc"         # "mfcc": MFCC frames; "audio": the raw samples, (1, samples), a frame per sample
+                               # (window_frames and window_hop then count samples; the MFCC fields are unused)
 
     def key(self) -> str:
-        blob = json.dumps({"v": CACHE_VERSION, **asdict(self)}, sort_keys=True)
+        d = asdict(self)
+        if d["kind"] == "mfcc":            # MFCC caches keep the keys they had before `kind` existed
+            d.pop("kind")
+        blob = json.dumps({"v": CACHE_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @classmethod
@@ -56,6 +61,15 @@ def mfcc(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     m = librosa.feature.mfcc(y=audio, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
                              hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     return m.astype(np.float32)
+
+
+def frames(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """What a model window is cut from: MFCCs (n_mfcc, frames), or the raw samples as (1, samples) float32."""
+    if cfg.kind == "audio":
+        return np.asarray(audio, dtype=np.float32)[None, :]
+    if cfg.kind != "mfcc":
+        raise GclfError(f"unknown feature kind {cfg.kind!r}: mfcc or audio")
+    return mfcc(audio, cfg)
 
 
 def window_starts(n_frames: int, cfg: FeatureConfig) -> list[int]:
@@ -93,7 +107,7 @@ def extract_utterance(utt: Utterance, cfg: FeatureConfig) -> dict:
         raise GclfError(f"{utt.path}: digital silence")
     st = os.stat(utt.path)
     return {"uid": utt.uid, "speaker": utt.speaker, "chapter": utt.chapter, "utt": utt.utt, "sex": utt.sex,
-            "seconds": float(seconds), "mfcc": mfcc(audio, cfg),
+            "seconds": float(seconds), "mfcc": frames(audio, cfg),
             "source": str(utt.path), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
@@ -183,7 +197,7 @@ class UtteranceFeatures:
     speaker: str
     sex: str
     seconds: float
-    mfcc: np.ndarray  # (n_mfcc, T) float32
+    mfcc: np.ndarray  # (n_mfcc, T) float32 (kind "audio": (1, samples))
 
     @property
     def label(self) -> int:

@@ -1,7 +1,7 @@
 """`gclf report`: what each step of the chain costs, as one Markdown table and one plot.
 
 Rows come from run folders: a trained run (``summary.json``) and the folders the post-processing steps
-derived from it (``step.json``, written by :func:`gclf.steps.apply_step`; the CLI names them
+derived from it (``step.json``, written by :func:`gclf.steps.runner.apply_step`; the CLI names them
 ``runs/model-c8``, ``runs/model-c8-a``, ``runs/model-c8-a-q8``, ...). Every figure is measured on each
 fold's held-out speakers: utterance accuracy is the mean ± std (population) over folds.
 
@@ -10,7 +10,7 @@ fold's held-out speakers: utterance accuracy is the mean ± std (population) ove
 - **weight bytes**: of fold 1's checkpoint: float32 parameters (4 bytes each; a block-circulant layer
   stores its defining vectors only), or the packed integer widths after a quantize step;
 - **latency**: one window at batch 1 on one thread, µs, median of a small ``timeit`` loop over the
-  checkpoint's own computation (:func:`gclf.inference.prob_fn_for`: PyTorch, or the numpy integer
+  checkpoint's own computation (:func:`gclf.backends.engines.prob_fn_for`: PyTorch, or the numpy integer
   reference) on a synthetic MFCC-shaped window, or the median of a pytest-benchmark JSON written by
   ``pytest benchmarks --benchmark-json FILE``. A benchmark JSON also adds its peer rows (ONNX Runtime,
   the generated C, ONNX Runtime's and PyTorch's own int8 quantization), which have no run folder.
@@ -39,7 +39,7 @@ class Row:
     """One line of the report: a step of the chain (a run folder) or a benchmark peer."""
 
     step: str                                   # short label, e.g. "circulant k=8 > PWL plan/pwl16 > W8/A8"
-    chain: str                                  # gclf.chain.describe_chain of the checkpoint
+    chain: str                                  # gclf.graph.chain.label of the checkpoint
     runtime: str                                # what computes it: PyTorch, numpy integer reference, ...
     accuracy_utterance: float | None = None     # mean over folds (held-out speakers)
     accuracy_utterance_std: float | None = None
@@ -54,53 +54,35 @@ class Row:
 
 
 # ---- what a checkpoint is ---------------------------------------------------------------------------
-def step_label(chain: list[dict]) -> str:
-    """A short label of a chain: "float", "W8/A8", "circulant k=8 > PWL plan/pwl16 > W8/A8"."""
-    parts = []
-    for s in chain:
-        kind = s["step"]
-        if kind == "compress":
-            parts.append(f"circulant k={s['block']}")
-        elif kind == "approx":
-            parts.append(f"PWL {s['sigmoid']}/{s['tanh']}")
-        elif kind == "quantize":
-            label = (f"W{s['bits']} weights-only" if s.get("weights_only")
-                     else f"W{s['bits']}/A{s.get('act_bits') or s['bits']}")
-            spec = s.get("spec", {})
-            if spec.get("bias_bits") and spec["bias_bits"] != min(32, 2 * s["bits"]):
-                label += f" (bias {spec['bias_bits']} bits)"     # non-default bias width
-            if spec.get("per_channel"):
-                label += " per-channel"
-            if s.get("qat_epochs"):
-                label += f" QAT {s['qat_epochs']}"
-            parts.append(label)
-    return " > ".join(parts) or "float"
+def step_label(chain) -> str:
+    """The label of a chain (typed steps or their dicts): :func:`gclf.graph.chain.label`."""
+    from gclf.graph.chain import label
+    from gclf.graph.serial import chain_from_dicts
+
+    return label(chain_from_dicts(chain) if chain and isinstance(chain[0], dict) else chain)
 
 
 def runtime_of(ck: dict) -> str:
-    """What computes this checkpoint in gclf (see :func:`gclf.inference.prob_fn_for`)."""
-    from gclf.inference import quant_step
+    """What computes this checkpoint in gclf (see :func:`gclf.backends.engines.prob_fn_for`)."""
+    from gclf.checkpoint import quant_of
 
-    q = quant_step(ck)
+    q = quant_of(ck)
     if q is None:
         return "PyTorch (float)"
-    return "PyTorch (fake-quant weights)" if q["spec"]["weights_only"] else "numpy integer reference"
+    return "PyTorch (fake-quant weights)" if q.spec.weights_only else "numpy integer reference"
 
 
 def weight_bytes(ck: dict) -> int:
     """Stored weight and bias bytes of a checkpoint: float32, or packed at the quantize step's widths."""
-    from gclf.checkpoint import build_float_model
-    from gclf.inference import quant_step
-    from gclf.quant.spec import weight_bytes_float
+    from gclf.backends.fixed import integer_weights, weight_bytes_float
+    from gclf.checkpoint import build_float_model, quant_of
+    from gclf.quant.formats import packed_bytes
 
     model = build_float_model(ck)
-    q = quant_step(ck)
+    q = quant_of(ck)
     if q is None:
         return weight_bytes_float(model)
-    from gclf.quant.calibrate import integer_weights
-    from gclf.quant.spec import packed_bytes
-
-    ints, _ = integer_weights(model, q["spec"])
+    ints, _ = integer_weights(model, q.spec)
     return sum(packed_bytes(w.ints.size, w.width) for w in ints.values())
 
 
@@ -154,18 +136,20 @@ def one_thread():
 
 
 def example_window(ck: dict):
-    """A seeded MFCC-shaped window (1, n_mfcc, n_frames): latency does not depend on the values."""
+    """A seeded window of the graph's input shape (1, channels, length): latency does not depend on the values."""
     import torch
 
-    cfg = ck["model_config"]
+    from gclf.checkpoint import graph_of
+
+    c, t = graph_of(ck).input_shape
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, cfg["n_mfcc"], cfg["n_frames"], generator=g) * 8.0
-    return x + torch.linspace(-30, 10, cfg["n_mfcc"])[:, None]
+    x = torch.randn(1, c, t, generator=g) * 8.0
+    return x + torch.linspace(-30, 10, c)[:, None]
 
 
 def measure_latency(ck: dict, repeat: int = 7, target_s: float = 0.1) -> float:
     """µs per window at batch 1 on one thread: median over ``repeat`` timeit loops of ~``target_s`` each."""
-    from gclf.inference import prob_fn_for
+    from gclf.backends.engines import prob_fn_for
 
     fn, x = prob_fn_for(ck), example_window(ck)
     with one_thread():
@@ -180,13 +164,13 @@ def measure_latency(ck: dict, repeat: int = 7, target_s: float = 0.1) -> float:
 def row_for_run(folder: str | Path, latency: bool = True, evaluate: bool = False,
                 cache_root: str | Path = "pkl_data") -> Row:
     """The report row of one run folder (figures over its folds; bytes and latency of fold 1)."""
-    from gclf.chain import describe_chain
-    from gclf.checkpoint import checkpoint_paths, load_checkpoint
+    from gclf.checkpoint import chain_of, checkpoint_paths, load_checkpoint
 
     folder = Path(folder)
     ck = load_checkpoint(checkpoint_paths(folder)[0])
-    acc = folder_accuracy(folder, ck["chain"][-1]["step"], evaluate, cache_root)
-    row = Row(step=step_label(ck["chain"]), chain=describe_chain(ck["chain"]), runtime=runtime_of(ck),
+    chain = chain_of(ck)
+    acc = folder_accuracy(folder, chain[-1].kind, evaluate, cache_root)
+    row = Row(step=step_label(chain), chain=step_label(chain), runtime=runtime_of(ck),
               weight_bytes=weight_bytes(ck), source=str(folder), **acc)
     if latency:
         row.latency_us, row.latency_source = measure_latency(ck), "timeit, median"

@@ -1,5 +1,5 @@
-"""Speaker-level honest evaluation: window accuracy, utterance accuracy (mean of window probabilities),
-confusion matrix and recall per sex."""
+"""Speaker-level honest evaluation for any number of classes: window accuracy, utterance accuracy (from the
+mean of window probabilities), confusion matrix and recall per class."""
 from __future__ import annotations
 
 from typing import Callable
@@ -9,49 +9,57 @@ import torch
 
 from gclf.data.dataset import WindowSet
 
-ProbFn = Callable[[torch.Tensor], np.ndarray]  # windows (N, C, T) -> P(female) (N,)
+ProbFn = Callable[[torch.Tensor], np.ndarray]  # windows (N, C, T) -> class probabilities (N, classes)
+DEFAULT_CLASSES = ("M", "F")                   # the gender task: class 1 = female
 
 
 def torch_prob_fn(model: torch.nn.Module, batch_size: int = 1024) -> ProbFn:
-    """P(female) per window from a PyTorch model, in eval mode, batched."""
+    """Class probabilities per window from a PyTorch model (softmax of its logits), eval mode, batched."""
 
     @torch.no_grad()
     def fn(x: torch.Tensor) -> np.ndarray:
         model.eval()
-        out = [torch.softmax(model(x[i:i + batch_size]).double(), dim=1)[:, 1] for i in range(0, len(x), batch_size)]
+        out = [torch.softmax(model(x[i:i + batch_size]).double(), dim=1) for i in range(0, len(x), batch_size)]
         return torch.cat(out).numpy()
 
     return fn
 
 
+def decide(probs: np.ndarray) -> np.ndarray:
+    """The predicted class of each row; a tie goes to the later class (binary: p >= 0.5 is class 1)."""
+    k = probs.shape[1]
+    return k - 1 - np.argmax(probs[:, ::-1], axis=1)
+
+
 def utterance_probs(window_p: np.ndarray, ws: WindowSet) -> np.ndarray:
-    """Mean window probability per utterance."""
+    """Mean window probabilities per utterance, (utterances, classes)."""
     n = len(ws.utts)
-    sums = np.bincount(ws.utt_index, weights=window_p, minlength=n)
-    counts = np.bincount(ws.utt_index, minlength=n)
-    return sums / np.maximum(counts, 1)
+    counts = np.maximum(np.bincount(ws.utt_index, minlength=n), 1)
+    return np.stack([np.bincount(ws.utt_index, weights=window_p[:, k], minlength=n) / counts
+                     for k in range(window_p.shape[1])], axis=1)
 
 
-def metrics_from_probs(window_p: np.ndarray, ws: WindowSet) -> dict:
-    """All figures from P(female) per window."""
-    y_w = ws.y.numpy()
-    pred_w = (window_p >= 0.5).astype(int)
-    up = utterance_probs(window_p, ws)
-    y_u = ws.utt_labels
-    pred_u = (up >= 0.5).astype(int)
-    cm = np.zeros((2, 2), dtype=int)  # rows true (M, F), columns predicted (M, F)
-    for t, p in zip(y_u, pred_u):
-        cm[t, p] += 1
-    rec = {s: float(cm[i, i] / cm[i].sum()) if cm[i].sum() else float("nan") for i, s in enumerate(("M", "F"))}
+def metrics_from_probs(window_p: np.ndarray, ws: WindowSet, classes=DEFAULT_CLASSES) -> dict:
+    """All figures from the class probabilities of every window."""
+    window_p = np.asarray(window_p, dtype=np.float64)
+    if window_p.ndim == 1:                                   # P(class 1) of a binary model
+        window_p = np.stack([1.0 - window_p, window_p], axis=1)
+    k = len(classes)
+    y_w, pred_w = ws.y.numpy(), decide(window_p)
+    y_u, pred_u = ws.utt_labels, decide(utterance_probs(window_p, ws))
+    cm = np.zeros((k, k), dtype=int)                         # rows true, columns predicted
+    np.add.at(cm, (y_u, pred_u), 1)
+    recall = {c: float(cm[i, i] / cm[i].sum()) if cm[i].sum() else float("nan") for i, c in enumerate(classes)}
     return {"accuracy_window": float((pred_w == y_w).mean()), "accuracy_utterance": float((pred_u == y_u).mean()),
             "windows": int(len(y_w)), "utterances": int(len(y_u)),
             "speakers": len({u.speaker for u in ws.utts}),
-            "confusion": {"rows_true": ["M", "F"], "cols_pred": ["M", "F"], "matrix": cm.tolist()},
-            "recall_male": rec["M"], "recall_female": rec["F"]}
+            "confusion": {"classes": list(classes), "rows_true": list(classes), "cols_pred": list(classes),
+                          "matrix": cm.tolist()},
+            "recall": recall}
 
 
-def evaluate(prob_fn: ProbFn, ws: WindowSet) -> dict:
-    return metrics_from_probs(prob_fn(ws.x), ws)
+def evaluate(prob_fn: ProbFn, ws: WindowSet, classes=DEFAULT_CLASSES) -> dict:
+    return metrics_from_probs(prob_fn(ws.x), ws, classes)
 
 
 def summarize_folds(results: list[dict]) -> dict:

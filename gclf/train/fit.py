@@ -19,7 +19,8 @@ from gclf.data.corpus import speaker_folds, split_validation
 from gclf.data.dataset import eval_windows, random_windows, select
 from gclf.train.evaluate import evaluate, torch_prob_fn
 from gclf.data.features import FeatureConfig, UtteranceFeatures, cut_windows
-from gclf.model import GenderNet, ModelConfig
+from gclf.backends.torch_float import GraphNet
+from gclf.graph.ops import Graph
 
 
 @dataclass
@@ -45,13 +46,13 @@ def set_seed(seed: int) -> None:
 
 
 @torch.no_grad()
-def fit_normalizer(model: GenderNet, utts: list[UtteranceFeatures], fcfg: FeatureConfig) -> None:
+def fit_normalizer(model: GraphNet, utts: list[UtteranceFeatures], fcfg: FeatureConfig) -> None:
     """Set InputNorm's offset/scale from the training windows (after per-window mean removal)."""
     x = torch.from_numpy(np.concatenate([cut_windows(u.mfcc, fcfg) for u in utts]))
-    if model.norm.cmn:
+    if model.input_norm().cmn:
         x = x - x.mean(dim=-1, keepdim=True)
-    model.norm.offset.copy_(x.mean(dim=(0, 2)))
-    model.norm.scale.copy_(1.0 / x.std(dim=(0, 2)).clamp_min(1e-3))
+    model.input_norm().offset.copy_(x.mean(dim=(0, 2)))
+    model.input_norm().scale.copy_(1.0 / x.std(dim=(0, 2)).clamp_min(1e-3))
 
 
 def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=None) -> tuple[float, float]:
@@ -64,7 +65,7 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
         idx = perm[i:i + tcfg.batch_size]
         xb, yb = x[idx], y[idx]
         if tcfg.feature_noise > 0:  # noise in normalised units: divide by InputNorm's scale
-            xb = xb + tcfg.feature_noise * torch.randn(xb.shape, generator=gen) / model.norm.scale[:, None]
+            xb = xb + tcfg.feature_noise * torch.randn(xb.shape, generator=gen) / model.input_norm().scale[:, None]
         logits = model(xb) if loss_fn is None else loss_fn(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=tcfg.label_smoothing)
         opt.zero_grad()
@@ -106,7 +107,7 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
         row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc}
         if val_ws is not None:
             row["val_loss"] = _val_loss(net, val_ws)
-            row["val_acc_utterance"] = evaluate(torch_prob_fn(net), val_ws)["accuracy_utterance"]
+            row["val_acc_utterance"] = evaluate(torch_prob_fn(net), val_ws, model.graph.classes)["accuracy_utterance"]
         history.append(row)
         if log:
             log(row)
@@ -123,17 +124,17 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
 
 
 def train_fold(utts: list[UtteranceFeatures], train_speakers: dict[str, str], test_speakers: list[str],
-               mcfg: ModelConfig, fcfg: FeatureConfig, tcfg: TrainConfig, seed: int,
-               log: Callable[[dict], None] | None = None) -> tuple[GenderNet, dict, dict]:
+               graph: Graph, fcfg: FeatureConfig, tcfg: TrainConfig, seed: int,
+               log: Callable[[dict], None] | None = None) -> tuple[GraphNet, dict, dict]:
     """Train one model on ``train_speakers`` (minus a validation share) and evaluate on ``test_speakers``."""
     set_seed(seed)
     tr_spk, val_spk = split_validation(train_speakers, tcfg.val_fraction, seed)
     train, val = select(utts, tr_spk), select(utts, val_spk)
-    model = GenderNet(mcfg)
+    model = GraphNet(graph)
     fit_normalizer(model, train, fcfg)
     hist = fit(model, train, val, fcfg, tcfg, log=log, seed=seed)
     test = select(utts, test_speakers)
-    metrics = evaluate(torch_prob_fn(model), eval_windows(test, fcfg)) if test else {}
+    metrics = evaluate(torch_prob_fn(model), eval_windows(test, fcfg), graph.classes) if test else {}
     split = {"train_speakers": tr_spk, "val_speakers": val_spk, "test_speakers": sorted(test_speakers)}
     return model, metrics, {"split": split, **hist}
 

@@ -123,7 +123,7 @@ def build_harness(c_dir: str | Path, exe: str | Path, cc: str, flags=CFLAGS) -> 
 
 
 def run_harness(exe: str | Path, xq: np.ndarray) -> np.ndarray:
-    """Integer logits (N, classes) of quantized windows ``xq`` (N, channels, frames) from the harness."""
+    """Integer logits (N, classes) of quantized windows ``xq`` (N, channels, steps) from the harness."""
     xq = np.ascontiguousarray(xq, dtype=np.int64)
     if xq.size and (xq.min() < -2 ** 31 or xq.max() >= 2 ** 31):
         raise ValueError("quantized inputs must fit int32")
@@ -135,9 +135,9 @@ def run_harness(exe: str | Path, xq: np.ndarray) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(len(rows), -1)
 
 
-def verify_c(model, spec: dict, c_dir: str | Path, x, cc: str) -> dict:
+def verify_c(model, spec, c_dir: str | Path, x, cc: str) -> dict:
     """Compare the C in ``c_dir`` with the integer reference on float windows ``x``: mismatching windows."""
-    from gclf.quant.intref import IntegerReference
+    from gclf.backends.intref import IntegerReference
 
     ref = IntegerReference(model, spec)
     xq = ref.quantize_input(x)
@@ -150,12 +150,12 @@ def verify_c(model, spec: dict, c_dir: str | Path, x, cc: str) -> dict:
 
 def verify_export(model_path: str | Path, c_dir: str | Path, cache_root: str | Path = "pkl_data") -> dict:
     """Run the C in ``c_dir`` on the checkpoint's held-out windows and compare with the integer reference."""
-    from gclf.train.cv import features_for_checkpoint, heldout_windows
-    from gclf.backends.weights import fixed_point_model
+    from gclf.checkpoint import load_fixed_point
+    from gclf.data.pipeline import features_for_checkpoint, heldout_windows
 
     cc = find_cc()
     if cc is None:
         raise GclfError("verifying needs a C compiler: install cc, gcc or clang, or set $CC")
-    path, ck, model, spec = fixed_point_model(model_path)
+    path, ck, model, spec = load_fixed_point(model_path, integer=True)
     windows = heldout_windows(ck, features_for_checkpoint(ck, cache_root))
     return verify_c(model, spec, c_dir, windows.x, cc)

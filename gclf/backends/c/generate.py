@@ -1,29 +1,39 @@
-"""A generated C99 inference of a fixed-point checkpoint: one ``gclf_model.c`` / ``gclf_model.h`` pair.
+"""A generated C99 inference of a fixed-point model: one ``gclf_model.c`` / ``gclf_model.h`` pair.
 
-The C reproduces :class:`gclf.quant.intref.IntegerReference` bit for bit: the same integer weights, shifts
-with the spec's rounding (all four modes of ``round_shift``), saturation at every requantization, and the
-chain's sigmoid/tanh emitted from ``Approx.fixed_tables()`` exactly. Block-circulant layers are computed
-directly from their stored (p, q, k) vectors with the index (i - j) mod k (never materialised). It is
-integer only (int8/16/32/64_t), allocates nothing (static buffers) and takes the already-quantized input:
-InputNorm and the input quantization stay on the host, as in the reference.
+The C walks the model's graph (:class:`gclf.graph.ops.Graph`) op by op, with one handler per op kind in
+:data:`HANDLERS`, and reproduces :class:`gclf.backends.intref.IntegerReference` bit for bit: the same integer
+weights, shifts with the spec's rounding (all four modes of ``round_shift``), saturation at every
+requantization, and the chain's sigmoid/tanh emitted from ``Approx.fixed_tables()`` exactly. Block-circulant
+matrices are computed directly from their stored (p, q, k) vectors with the index (i - j) mod k (never
+materialised). It is integer only (int8/16/32/64_t), allocates nothing (a static buffer per op output) and
+takes the already-quantized input: Norm and the input quantization stay on the host, as in the reference.
 
 Accumulators are int32_t when the spec's ``acc_bits`` is <= 32 *and* the worst case of these very weights
-fits (with every alignment shift); otherwise int64_t. The text is filled into ``templates/*.tmpl`` with
-``string.Template``; :mod:`gclf.backends.c.build` compiles, measures and runs it.
+fits (with every alignment shift) in every op; otherwise int64_t. The text is filled into
+``templates/*.tmpl`` with ``string.Template``; :mod:`gclf.backends.c.build` compiles, measures and runs it.
+
+Adding an op kind: subclass :class:`CHandler`, register it with ``@HANDLERS.register(Kind)``, and put its
+kernel (C functions taking ``gclf_act_t`` buffers) under ``templates/ops/``. The walker (:func:`generate_c`)
+never names a layer nor assumes an order.
 """
 from __future__ import annotations
 
+import math
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gclf.errors import GclfError
 from gclf.backends.weights import bits_for_values, c_array, c_ident, c_literal, c_type, tensor_comment
+from gclf.errors import GclfError
+from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm, Op
+from gclf.graph.registry import Registry
 
 TEMPLATES = Path(__file__).with_name("templates")
 ROUNDING_IDS = {"floor": 0, "half_up": 1, "half_away": 2, "half_even": 3}
 MAX_SHIFT = 62
+HANDLERS = Registry("C")
 
 
 def render(name: str, **fields) -> str:
@@ -48,29 +58,6 @@ def _check_shifts(what: str, v: np.ndarray, low: int = -MAX_SHIFT) -> None:
                         "this spec cannot be generated as C")
 
 
-class _Decls:
-    """The C declarations of weights, shift arrays and layer descriptors, in definition order."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.bytes = {"weights": 0, "shifts": 0, "tables": 0}
-
-    def tensor(self, name: str, wq) -> str:
-        sym = "gclf_" + c_ident(name)
-        self.lines += [tensor_comment(name, wq), c_array(c_type(wq.width), sym, wq.ints), ""]
-        self.bytes["weights"] += wq.ints.size * int(c_type(wq.width)[3:-2]) // 8
-        return sym
-
-    def shift(self, sym: str, v: np.ndarray, what: str, low: int = -MAX_SHIFT) -> str:
-        """A ``gclf_shift_t`` initializer: one value, or an int8_t array of per-channel values."""
-        _check_shifts(what, v, low)
-        if (v == v[0]).all():
-            return f"{{0, {int(v[0])}}}"
-        self.lines.append(c_array("int8_t", sym, v))
-        self.bytes["shifts"] += v.size
-        return f"{{{sym}, 0}}"
-
-
 def _row_abs(mat: np.ndarray) -> list[int]:
     return [int(s) for s in np.abs(mat.reshape(mat.shape[0], -1)).sum(axis=1)]
 
@@ -79,42 +66,16 @@ def _bias_terms(b, bs: np.ndarray) -> list[int]:
     return [abs(int(v)) << int(s) for v, s in zip(b.ints, bs)]
 
 
-def _plan(ref) -> dict:
-    """Shifts, bounds and formats of every layer, from the integer reference's own quantities."""
-    model, q, fmt = ref.model, ref.q, ref.fmt
-    xmax = 1 << (ref.spec["act_bits"] - 1)
-    layers, bounds, align = {}, [], [0]
-    for name in ("conv1", "conv2", *model.fc_names):
-        w, b = q[name + ".weight"], q[name + ".bias"]
-        n = len(b.ints)
-        acc = _vec(ref.acc[name], n)
-        bs, rs = acc - _vec(b.frac, n), acc - fmt[name].frac
-        _check_shifts(f"{name} bias alignment", bs, 0)
-        rows = _row_abs(ref.mats[name])
-        bounds += [r * xmax + t for r, t in zip(rows, _bias_terms(b, bs))]
-        layers[name] = {"w": w, "b": b, "bs": bs, "rs": rs, "fmt": fmt[name]}
-    H4 = 4 * model.lstm.hidden
-    common = _vec(ref.acc["lstm"], H4)
-    b = q["lstm.bias"]
-    lstm = {"si": common - _vec(ref.acc["lstm.ih"], H4), "sh": common - _vec(ref.acc["lstm.hh"], H4),
-            "bs": common - _vec(b.frac, H4), "rs": common - fmt["gates"].frac, "b": b}
-    for k in ("si", "sh", "bs"):
-        _check_shifts(f"LSTM {k}", lstm[k], 0)
-    align += [int(lstm["si"].max()), int(lstm["sh"].max())]
-    ih, hh = _row_abs(ref.mats["lstm.ih"]), _row_abs(ref.mats["lstm.hh"])
-    bounds += [(i * xmax << int(si)) + (h * xmax << int(sh)) + t
-               for i, h, si, sh, t in zip(ih, hh, lstm["si"], lstm["sh"], _bias_terms(b, lstm["bs"]))]
-    need = max(bounds).bit_length() + 1
-    spec_bits = ref.spec.get("acc_bits") or 64
-    acc32 = spec_bits <= 32 and need <= 32 and max(align) <= 30
-    if need > 64:
-        raise GclfError(f"the accumulators need {need} bits: more than int64_t")
-    reason = (f"spec acc_bits {spec_bits}; these weights need at most {need} bits"
-              + ("" if acc32 or spec_bits > 32 else ", more than the spec's: int64_t"))
-    return {"layers": layers, "lstm": lstm, "acc_ctype": "int32_t" if acc32 else "int64_t", "acc_need": need,
-            "acc_reason": reason}
+def _fmt_range(f) -> str:
+    return f"{c_literal(f.min_int, f.width)}, {f.max_int}"
 
 
+def _xmax(fmt) -> int:
+    """Largest |value| of a signed activation format, in LSB."""
+    return 1 << (fmt.width - 1)
+
+
+# ---- sigmoid / tanh -----------------------------------------------------------------------------------
 def activation_c(fn: str, approx, in_frac: int, out_frac: int, label: str = "") -> tuple[str, dict, int]:
     """C function ``int64_t fn(int64_t q)`` evaluating ``approx`` from its fixed_tables() integers.
 
@@ -177,158 +138,403 @@ static int gclf_segment(const int32_t *breaks, int n, int64_t a)
 }
 """
 
-
-def _activations(ref) -> tuple[str, dict, int]:
-    """The three LSTM activation functions (tanh of the cell shares tanh of the gates' tables if equal)."""
-    fg, fc = ref.fmt["gates"].frac, ref.fmt["cell"].frac
-    parts, tables, nbytes = [], {}, 0
-    for fn, approx, fin, fout, label in (("gclf_sigmoid_gates", ref.sig, fg, ref.fsig.frac, "sigmoid of a gate"),
-                                         ("gclf_tanh_gates", ref.tanh, fg, ref.ftanh.frac, "tanh of the g gate"),
-                                         ("gclf_tanh_cell", ref.tanh, fc, ref.ftanh.frac, "tanh of the cell")):
-        if fn == "gclf_tanh_cell" and fc == fg:
-            parts.append("#define gclf_tanh_cell gclf_tanh_gates   /* same input format: same tables */\n")
-            tables[fn] = tables["gclf_tanh_gates"]
-            continue
-        text, tables[fn], n = activation_c(fn, approx, fin, fout, label)
-        parts.append(text)
-        nbytes += n
-    if any(t["kind"] in ("pwl", "lut") for t in tables.values()):
-        parts.insert(0, SEGMENT_FN)
-    return "\n".join(parts), tables, nbytes
+# shared support code, emitted once (in this order) when a used kind's handler needs it
+SUPPORT = {"requant": lambda ctx: primitives_c(ctx.spec.rounding),
+           "shift": lambda ctx: render("support_shift.c.tmpl"),
+           "matrix": lambda ctx: render("support_matrix.c.tmpl"),
+           "segment": lambda ctx: SEGMENT_FN}
 
 
-def _fmt_range(f) -> str:
-    return f"{c_literal(f.min_int, f.width)}, {f.max_int}"
+# ---- the walker's context -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of the C datapath: a C expression of its first ``gclf_act_t`` element, and its shape
+    ((C, T) channel-major, element c * T + t; or (N,))."""
+
+    expr: str
+    shape: tuple[int, ...]
 
 
-def _matrix(sym: str, wq, mod) -> str:
-    if wq.kind == "circulant":
-        p, q, k = wq.ints.shape
-        return f"{{{sym}, {mod.out_features}, {mod.in_features}, {k}, {q}}}"
-    return f"{{{sym}, {wq.ints.shape[0]}, {wq.ints.shape[1]}, 0, 0}}"
+class Context:
+    """What a handler reads (the integer reference ``ref``: its plan, integer weights and matrices, the spec)
+    and writes (declarations, static buffers, shared support it needs, per-op report entries)."""
+
+    def __init__(self, ref):
+        self.ref, self.model, self.graph, self.spec, self.plan = ref, ref.model, ref.graph, ref.spec, ref.plan
+        self.lines: list[str] = []                          # declarations, in definition order
+        self.buffer_lines: list[str] = []
+        self.bytes = {"weights": 0, "shifts": 0, "tables": 0}
+        self.buffer_elems = 0
+        self.needs: set[str] = set()
+        self.activations: dict[str, str] = {}               # C function -> table kind
+        self.info: dict[str, dict] = {}                     # per op, for the report
+        q = ref.q
+        widths = [w.width for n, w in q.items() if not n.endswith(".bias")]
+        bwidths = [w.width for n, w in q.items() if n.endswith(".bias")]
+        self.w_bits, self.b_bits = max(widths, default=8), max(bwidths, default=8)
+        self.act_ctype = c_type(self.spec.act_bits)
+
+    # names
+    @staticmethod
+    def desc(op: Op) -> str:
+        """The symbol of an op's descriptor struct."""
+        return "gclf_op_" + c_ident(op.name)
+
+    def need(self, *names: str) -> None:
+        unknown = set(names) - set(SUPPORT)
+        if unknown:
+            raise KeyError(f"unknown C support code {sorted(unknown)}; known: {', '.join(SUPPORT)}")
+        self.needs.update(names)
+
+    # declarations
+    def tensor(self, name: str, kind: str = "weight") -> str:
+        """Declare ``ref.q[name]`` (a weight in gclf_w_t or a bias in gclf_b_t); returns its symbol."""
+        wq = self.ref.q[name]
+        bits = self.w_bits if kind == "weight" else self.b_bits
+        sym = "gclf_" + c_ident(name)
+        self.lines += [tensor_comment(name, wq), c_array(c_type(bits), sym, wq.ints), ""]
+        self.bytes["weights"] += wq.ints.size * int(c_type(bits)[3:-2]) // 8
+        return sym
+
+    def shift(self, sym: str, v: np.ndarray, what: str, low: int = -MAX_SHIFT) -> str:
+        """A ``gclf_shift_t`` initializer: one value, or an int8_t array ``sym`` of per-channel values."""
+        _check_shifts(what, v, low)
+        if (v == v[0]).all():
+            return f"{{0, {int(v[0])}}}"
+        self.lines.append(c_array("int8_t", sym, v))
+        self.bytes["shifts"] += v.size
+        return f"{{{sym}, 0}}"
+
+    def matrix(self, path: str, mod) -> str:
+        """Declare the weight of matrix ``path`` and return its ``gclf_matrix_t`` initializer."""
+        wq = self.ref.q[path + ".weight"]
+        sym = self.tensor(path + ".weight")
+        if wq.kind == "circulant":
+            _, q, k = wq.ints.shape
+            return f"{{{sym}, {mod.out_features}, {mod.in_features}, {k}, {q}}}"
+        return f"{{{sym}, {wq.ints.shape[0]}, {wq.ints.shape[1]}, 0, 0}}"
+
+    def buffer(self, sym: str, n: int) -> str:
+        """A static ``gclf_act_t sym[n]``; returns ``sym``."""
+        self.buffer_lines.append(f"static gclf_act_t {sym}[{max(int(n), 1)}];")
+        self.buffer_elems += max(int(n), 1)
+        return sym
 
 
-def _layers(ref, plan: dict, d: _Decls) -> list[str]:
-    """Weights, shift arrays and layer descriptors into ``d``; returns the fc calls of gclf_infer."""
-    model = ref.model
-    for name in ("conv1", "conv2"):
-        L = plan["layers"][name]
-        w, b = d.tensor(name + ".weight", L["w"]), d.tensor(name + ".bias", L["b"])
-        bs, rs = d.shift(f"gclf_{name}_bs", L["bs"], name, 0), d.shift(f"gclf_{name}_rs", L["rs"], name)
-        O, C, K = L["w"].ints.shape
-        d.lines += [f"static const gclf_conv_t gclf_{name} = {{{w}, {O}, {C}, {K}, {b}, {bs}, {rs}, "
-                    f"{_fmt_range(L['fmt'])}}};", ""]
-    P = plan["lstm"]
-    ih, hh = d.tensor("lstm.ih.weight", ref.q["lstm.ih.weight"]), d.tensor("lstm.hh.weight", ref.q["lstm.hh.weight"])
-    d.tensor("lstm.bias", P["b"])
-    inits = {k: d.shift(f"gclf_lstm_{k}_v", P[k], f"LSTM {k}", 0 if k != "rs" else -MAX_SHIFT)
-             for k in ("si", "sh", "bs", "rs")}
-    d.lines += [f"static const gclf_matrix_t gclf_lstm_ih = {_matrix(ih, ref.q['lstm.ih.weight'], model.lstm.ih)};",
-                f"static const gclf_matrix_t gclf_lstm_hh = {_matrix(hh, ref.q['lstm.hh.weight'], model.lstm.hh)};",
-                *(f"static const gclf_shift_t gclf_lstm_{k} = {v};" for k, v in inits.items()), ""]
-    calls, src = [], "gclf_buf_lstm"
-    for i, name in enumerate(model.fc_names):
-        L = plan["layers"][name]
-        w, b = d.tensor(name + ".weight", L["w"]), d.tensor(name + ".bias", L["b"])
-        bs, rs = d.shift(f"gclf_{name}_bs", L["bs"], name, 0), d.shift(f"gclf_{name}_rs", L["rs"], name)
-        relu = int(i < len(model.fc_names) - 1)
-        d.lines += [f"static const gclf_linear_t gclf_{name} = {{{_matrix(w, L['w'], model.get_submodule(name))}, "
-                    f"{b}, {bs}, {rs}, {relu}, {_fmt_range(L['fmt'])}}};", ""]
-        calls.append(f"    gclf_linear(&gclf_{name}, {src}, gclf_buf_fc[{i % 2}]);")
-        src = f"gclf_buf_fc[{i % 2}]"
-    return calls
+# ---- one handler per op kind ----------------------------------------------------------------------------
+class CHandler:
+    """What the C backend knows of one op kind. The walker calls, per op in graph order:
+
+    - ``kernel`` / ``needs`` (once per kind, when an op of it emits a call): the template under templates/
+      holding the kind's C functions (None: none), and the shared support code they use (keys of
+      :data:`SUPPORT`);
+    - :meth:`bound` (first pass, every op): its contribution to the int32-vs-int64 accumulator decision;
+    - :meth:`out_elems`: the size of its static output buffer (None: its output *is* its input);
+    - :meth:`emit`: its declarations (through the :class:`Context`) and its call lines in gclf_infer.
+    """
+
+    kernel: str | None = None
+    needs: tuple[str, ...] = ()
+
+    @staticmethod
+    def bound(ctx: Context, op: Op) -> tuple[int, int]:
+        """(largest |partial sum| its accumulators can reach, in LSB; largest left shift applied to an
+        accumulator term by a multiplication in gclf_acc_t). (0, 0): no accumulator."""
+        return 0, 0
+
+    @staticmethod
+    def out_elems(op: Op, in_shape: tuple, out_shape: tuple) -> int | None:
+        return math.prod(out_shape)
+
+    @staticmethod
+    def emit(ctx: Context, op: Op, x: Tensor, y: Tensor) -> list[str]:
+        """Declarations into ``ctx``; returns the statements of gclf_infer computing ``y`` from ``x``."""
+        return []
 
 
-def _lstm_defs(ref) -> tuple[str, dict]:
-    """Constants of the LSTM's element-wise part: formats, alignment shifts, requantization shifts."""
-    ab = ref.spec["act_bits"]
-    fs, ft, fc, fh = ref.fsig.frac, ref.ftanh.frac, ref.fmt["cell"].frac, ref.fmt["hidden"].frac
-    a, b = fs + fc, fs + ft
-    m = max(a, b)
-    c = {"FC_SHIFT": m - a, "IG_SHIFT": m - b, "CELL_RS": m - fc, "HIDDEN_RS": fs + ft - fh}
-    _check_shifts("LSTM element-wise", np.array(list(c.values())))
-    worst = ((1 << fs) * (1 << (ab - 1)) << (m - a)) + ((1 << fs) * (1 << ft) << (m - b))
-    if worst.bit_length() + 1 > 64:
-        raise GclfError("the LSTM cell update needs more than int64_t")
-    lines = [f"#define GCLF_{k} {v}" for k, v in c.items()]
-    for site in ("gates", "cell", "hidden"):
-        f = ref.fmt[site]
-        lines += [f"#define GCLF_{site.upper()}_LO ({c_literal(f.min_int, f.width)})",
-                  f"#define GCLF_{site.upper()}_HI {f.max_int}"
-                  f"   /* {site}: {f} */"]
-    return "\n".join(lines), c
+@HANDLERS.register(Norm)
+class _Norm(CHandler):
+    """The host front-end: gclf_infer takes its output, already quantized (the input x)."""
+
+    @staticmethod
+    def out_elems(op, in_shape, out_shape):
+        return None
 
 
-def _buffer_bytes(cfg, hidden: int, act_bits: int, fc_max: int) -> int:
-    """Bytes of the static activation buffers of gclf_model.c (all of type gclf_act_t)."""
-    t1 = cfg.n_frames - cfg.conv1_kernel + 1
-    t2 = t1 - cfg.conv2_kernel + 1
-    steps = t2 // cfg.pool
-    n = (cfg.conv1_channels * t1 + cfg.conv2_channels * t2 + steps * cfg.conv2_channels + steps * hidden
-         + 2 * hidden + 2 * fc_max + 4 * hidden)
-    return n * int(c_type(act_bits)[3:-2]) // 8
+@HANDLERS.register(MaxPool)
+class _MaxPool(CHandler):
+    kernel = "ops/maxpool.c.tmpl"
+
+    @staticmethod
+    def emit(ctx, op: MaxPool, x, y):
+        c, t = x.shape
+        return [f"gclf_maxpool({x.expr}, {c}, {t}, {op.kernel}, {op.step}, {y.expr});"]
 
 
-def _reference(model, spec: dict):
-    from gclf.quant.intref import IntegerReference
+@HANDLERS.register(Flatten)
+class _Flatten(CHandler):
+    """A transposing copy to time-major; with one channel or one step the layout is already the same."""
 
-    if spec.get("weights_only"):
+    kernel = "ops/flatten.c.tmpl"
+
+    @staticmethod
+    def out_elems(op, in_shape, out_shape):
+        return None if min(in_shape) == 1 else math.prod(out_shape)
+
+    @staticmethod
+    def emit(ctx, op, x, y):
+        if x.expr == y.expr:
+            return []
+        c, t = x.shape
+        return [f"gclf_flatten({x.expr}, {c}, {t}, {y.expr});"]
+
+
+def _affine_shifts(ctx: Context, op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """Bias alignment and requantization shifts per output channel of a Conv1d / Linear."""
+    p, b = ctx.plan[op.name], ctx.ref.q[op.name + ".bias"]
+    n = len(b.ints)
+    acc = _vec(p.acc["acc"], n)
+    bs, rs = acc - _vec(b.frac, n), acc - p.out_fmt.frac
+    _check_shifts(f"{op.name} bias alignment", bs, 0)
+    _check_shifts(f"{op.name} requantization", rs)
+    return bs, rs
+
+
+def _matrices(ctx: Context, op: Op) -> dict[str, tuple[str, object]]:
+    """The op's weight matrices, {local name: (module path, module)}, as the fixed-point backend names them."""
+    from gclf.backends.fixed import HANDLERS as FIXED
+
+    return FIXED[op].matrices(op, ctx.model)
+
+
+class _Affine(CHandler):
+    needs = ("requant", "shift")
+
+    @staticmethod
+    def bound(ctx, op):
+        bs, _ = _affine_shifts(ctx, op)
+        xmax = _xmax(ctx.plan[op.name].in_fmt)
+        rows = _row_abs(ctx.ref.mats[_matrices(ctx, op)["weight"][0]])
+        return max(r * xmax + t for r, t in zip(rows, _bias_terms(ctx.ref.q[op.name + ".bias"], bs))), 0
+
+
+@HANDLERS.register(Conv1d)
+class _Conv1d(_Affine):
+    kernel = "ops/conv1d.c.tmpl"
+
+    @staticmethod
+    def emit(ctx, op: Conv1d, x, y):
+        bs, rs = _affine_shifts(ctx, op)
+        d, path = ctx.desc(op), _matrices(ctx, op)["weight"][0]
+        w, b = ctx.tensor(path + ".weight"), ctx.tensor(op.name + ".bias", "bias")
+        bs, rs = ctx.shift(d + "_bs", bs, op.name, 0), ctx.shift(d + "_rs", rs, op.name)
+        O, C, K = ctx.ref.q[path + ".weight"].ints.shape
+        ctx.lines += [f"static const gclf_conv_t {d} = {{{w}, {O}, {C}, {K}, {op.stride}, {int(op.relu)}, {b}, "
+                      f"{bs}, {rs}, {_fmt_range(ctx.plan[op.name].out_fmt)}}};", ""]
+        return [f"gclf_conv1d(&{d}, {x.expr}, {x.shape[1]}, {y.expr});"]
+
+
+@HANDLERS.register(Linear)
+class _Linear(_Affine):
+    kernel = "ops/linear.c.tmpl"
+    needs = ("requant", "shift", "matrix")
+
+    @staticmethod
+    def emit(ctx, op: Linear, x, y):
+        bs, rs = _affine_shifts(ctx, op)
+        d = ctx.desc(op)
+        m = ctx.matrix(*_matrices(ctx, op)["weight"])
+        b = ctx.tensor(op.name + ".bias", "bias")
+        bs, rs = ctx.shift(d + "_bs", bs, op.name, 0), ctx.shift(d + "_rs", rs, op.name)
+        ctx.lines += [f"static const gclf_linear_t {d} = {{{m}, {b}, {bs}, {rs}, {int(op.relu)}, "
+                      f"{_fmt_range(ctx.plan[op.name].out_fmt)}}};", ""]
+        return [f"gclf_linear(&{d}, {x.expr}, {y.expr});"]
+
+
+@HANDLERS.register(LSTM)
+class _LSTM(CHandler):
+    kernel = "ops/lstm.c.tmpl"
+    needs = ("requant", "shift", "matrix")
+
+    @staticmethod
+    def shifts(ctx, op: LSTM) -> dict[str, np.ndarray]:
+        """Per gate row: alignment of Wih x (si), Whh h (sh), the bias (bs); gates requantization (rs)."""
+        p, b, H4 = ctx.plan[op.name], ctx.ref.q[op.name + ".bias"], 4 * op.hidden
+        common = _vec(p.acc["acc"], H4)
+        s = {"si": common - _vec(p.acc["ih"], H4), "sh": common - _vec(p.acc["hh"], H4),
+             "bs": common - _vec(b.frac, H4), "rs": common - ctx.spec.ops[op.name].acts["gates"].frac}
+        for k in ("si", "sh", "bs"):
+            _check_shifts(f"{op.name} {k}", s[k], 0)
+        _check_shifts(f"{op.name} rs", s["rs"])
+        return s
+
+    @staticmethod
+    def elementwise(ctx, op: LSTM) -> dict[str, int]:
+        """Constants of the element-wise part: alignment of f*c and i*tanh(g), cell and hidden shifts."""
+        acts = ctx.spec.ops[op.name].acts
+        fs, ft, fc, fh = ctx.ref.fsig.frac, ctx.ref.ftanh.frac, acts["cell"].frac, acts["hidden"].frac
+        a, b = fs + fc, fs + ft
+        m = max(a, b)
+        c = {"fc_shift": m - a, "ig_shift": m - b, "cell_rs": m - fc, "hidden_rs": fs + ft - fh}
+        _check_shifts(f"{op.name} element-wise", np.array(list(c.values())))
+        worst = ((1 << fs) * _xmax(acts["cell"]) << (m - a)) + ((1 << fs) * (1 << ft) << (m - b))
+        if worst.bit_length() + 1 > 64:
+            raise GclfError(f"the cell update of {op.name} needs more than int64_t")
+        return c
+
+    @staticmethod
+    def bound(ctx, op):
+        s = _LSTM.shifts(ctx, op)
+        mats = _matrices(ctx, op)
+        xi, xh = _xmax(ctx.plan[op.name].in_fmt), _xmax(ctx.spec.ops[op.name].acts["hidden"])
+        ih, hh = _row_abs(ctx.ref.mats[mats["ih"][0]]), _row_abs(ctx.ref.mats[mats["hh"][0]])
+        terms = _bias_terms(ctx.ref.q[op.name + ".bias"], s["bs"])
+        worst = max((i * xi << int(si)) + (h * xh << int(sh)) + t
+                    for i, h, si, sh, t in zip(ih, hh, s["si"], s["sh"], terms))
+        return worst, int(max(s["si"].max(), s["sh"].max()))
+
+    @staticmethod
+    def activations(ctx, op: LSTM) -> list[str]:
+        """The op's three activation functions (tanh of the cell is tanh of the gates when the formats agree)."""
+        ref, acts = ctx.ref, ctx.spec.ops[op.name].acts
+        fg, fc = acts["gates"].frac, acts["cell"].frac
+        base, fns = "gclf_" + c_ident(op.name), {}
+        for role, approx, fin, fout, label in (
+                ("sigmoid_gates", ref.sig, fg, ref.fsig.frac, "sigmoid of a gate"),
+                ("tanh_gates", ref.tanh, fg, ref.ftanh.frac, "tanh of the g gate"),
+                ("tanh_cell", ref.tanh, fc, ref.ftanh.frac, "tanh of the cell")):
+            fn = f"{base}_{role}"
+            if role == "tanh_cell" and fc == fg:
+                fns[role] = fns["tanh_gates"]
+                ctx.activations[fn] = ctx.activations[fns["tanh_gates"]]
+                continue
+            text, tables, n = activation_c(fn, approx, fin, fout, f"{op.name}: {label}")
+            ctx.lines.append(text)
+            ctx.bytes["tables"] += n
+            ctx.activations[fn] = tables["kind"]
+            if tables["kind"] in ("pwl", "lut"):
+                ctx.need("segment")
+            fns[role] = fn
+        return [fns["sigmoid_gates"], fns["tanh_gates"], fns["tanh_cell"]]
+
+    @staticmethod
+    def emit(ctx, op: LSTM, x, y):
+        s, e = _LSTM.shifts(ctx, op), _LSTM.elementwise(ctx, op)
+        acts = ctx.spec.ops[op.name].acts
+        d, H = ctx.desc(op), op.hidden
+        fns = _LSTM.activations(ctx, op)
+        mats = _matrices(ctx, op)
+        ih, hh = ctx.matrix(*mats["ih"]), ctx.matrix(*mats["hh"])
+        b = ctx.tensor(op.name + ".bias", "bias")
+        shifts = [ctx.shift(f"{d}_{k}", s[k], f"{op.name} {k}", 0 if k != "rs" else -MAX_SHIFT)
+                  for k in ("si", "sh", "bs", "rs")]
+        buf = "gclf_buf_" + c_ident(op.name)
+        scratch = [ctx.buffer(f"{buf}_{k}", n) for k, n in (("xt", x.shape[0]), ("h", H), ("c", H), ("g", 4 * H))]
+        ctx.lines += [f"static const gclf_lstm_t {d} = {{",
+                      f"    {ih}, {hh}, {b},",
+                      f"    {', '.join(shifts)},",
+                      f"    {H}, {e['fc_shift']}, {e['ig_shift']}, {e['cell_rs']}, {e['hidden_rs']},",
+                      f"    {_fmt_range(acts['gates'])}, {_fmt_range(acts['cell'])}, {_fmt_range(acts['hidden'])},",
+                      f"    {', '.join(fns)},",
+                      f"    {', '.join(scratch)}",
+                      "};", ""]
+        ctx.info[op.name].update(e)
+        return [f"gclf_lstm(&{d}, {x.expr}, {x.shape[1]}, {y.expr});"]
+
+
+# ---- the walker --------------------------------------------------------------------------------------------
+def _accumulator(ctx: Context) -> dict:
+    """int32_t or int64_t accumulators, from every op's worst case (:meth:`CHandler.bound`)."""
+    bounds = [HANDLERS[op].bound(ctx, op) for op in ctx.graph.ops]
+    need = max((w for w, _ in bounds), default=0).bit_length() + 1
+    align = max((a for _, a in bounds), default=0)
+    spec_bits = ctx.spec.acc_bits or 64
+    acc32 = spec_bits <= 32 and need <= 32 and align <= 30
+    if need > 64:
+        raise GclfError(f"the accumulators need {need} bits: more than int64_t")
+    reason = (f"spec acc_bits {spec_bits}; these weights need at most {need} bits"
+              + ("" if acc32 or spec_bits > 32 else ", more than the spec's: int64_t"))
+    return {"ctype": "int32_t" if acc32 else "int64_t", "need": need, "reason": reason}
+
+
+def _reference(model, spec):
+    from gclf.backends.intref import IntegerReference
+
+    if spec.weights_only:
         raise GclfError("a weights-only checkpoint has float activations: there is no integer C inference "
                         "(run `gclf quantize` without --weights-only)")
     return IntegerReference(model, spec)
 
 
-def generate_c(model, spec: dict, source: str = "", chain: str = "") -> tuple[dict[str, str], dict]:
-    """({"gclf_model.h": text, "gclf_model.c": text}, report) for a float model under a quantize spec."""
+def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str, str], dict]:
+    """({"gclf_model.h": text, "gclf_model.c": text}, report) for a float GraphNet under a QuantSpec."""
     ref = _reference(model, spec)
-    cfg = model.cfg
-    plan = _plan(ref)
-    d = _Decls()
-    fc_calls = _layers(ref, plan, d)
-    acts, tables, table_bytes = _activations(ref)
-    lstm_defs, lstm_consts = _lstm_defs(ref)
-    ab, fin, flog = spec["act_bits"], ref.fmt["input"], ref.fmt[model.fc_names[-1]]
-    widths = [w.width for n, w in ref.q.items() if not n.endswith(".bias")]
-    bwidths = [w.width for n, w in ref.q.items() if n.endswith(".bias")]
-    fc_max = max(getattr(model, n).out_features for n in model.fc_names)
-    config = (f"weights {spec['bits']} bits{' per channel' if spec.get('per_channel') else ''}, biases "
-              f"{spec['bias_bits']} bits, activations {ab} bits, rounding {spec['rounding']}, "
-              f"spec acc_bits {spec.get('acc_bits')}; LSTM sigmoid '{spec['sigmoid']}', tanh '{spec['tanh']}'")
+    ctx = Context(ref)
+    graph = ctx.graph
+    acc = _accumulator(ctx)
+    kernels, calls, kinds = [], [], []
+    x = Tensor("&x[0][0]", tuple(graph.input_shape))
+    for op, shape in zip(graph.ops, graph.shapes()):
+        h = HANDLERS[op]
+        n = h.out_elems(op, x.shape, tuple(shape))
+        y = Tensor(ctx.buffer("gclf_buf_" + c_ident(op.name), n) if n is not None else x.expr, tuple(shape))
+        ctx.info[op.name] = {"kind": op.kind, "out_shape": list(shape), "buffer": y.expr}
+        lines = h.emit(ctx, op, x, y)
+        if lines:
+            if type(op) not in kinds:                 # the kind's kernel, once, when an op of it runs
+                kinds.append(type(op))
+                ctx.need(*h.needs)
+                if h.kernel:
+                    kernels.append(render(h.kernel))
+            calls += [f"    /* {op.name}: {op.kind} {x.shape} -> {y.shape} */", *(f"    {s}" for s in lines)]
+        x = y
+    support = [SUPPORT[k](ctx) for k in SUPPORT if k in ctx.needs]
+
+    fin, flog = ref.plan[graph.norm.name].out_fmt, ref.logit_format
+    cfg, ab = spec.config, spec.act_bits
+    config = (f"weights {cfg.bits} bits{' per channel' if cfg.per_channel else ''}, biases {spec.bias_bits} "
+              f"bits, activations {ab} bits, rounding {spec.rounding}, spec acc_bits {spec.acc_bits}")
+    if graph.of_kind(LSTM):
+        config += f"; LSTM sigmoid '{spec.sigmoid}', tanh '{spec.tanh}'"
     common = {"source": source or "a gclf checkpoint", "chain": chain or "?", "config_line": config,
-              "rounding": spec["rounding"], "act_ctype": c_type(ab), "act_bits": ab}
-    header = render("gclf_model.h.tmpl", **common, in_ch=cfg.n_mfcc, in_t=cfg.n_frames, n_classes=cfg.n_classes,
-                    input_frac=fin.frac, input_q=str(fin), input_min=f"({c_literal(fin.min_int, fin.width)})",
-                    input_max=fin.max_int, logit_frac=flog.frac, logit_q=str(flog))
-    body = render("gclf_model.c.tmpl", **common, w_ctype=c_type(max(widths)), w_bits=max(widths),
-                  b_ctype=c_type(max(bwidths)), b_bits=max(bwidths), acc_ctype=plan["acc_ctype"],
-                  acc_reason=plan["acc_reason"], primitives=primitives_c(spec["rounding"]), activations=acts,
-                  weights="\n".join(d.lines), hidden=model.lstm.hidden, lstm_defs=lstm_defs, k1=cfg.conv1_kernel,
-                  k2=cfg.conv2_kernel, pool=cfg.pool, fc_max=fc_max, c1=cfg.conv1_channels, c2=cfg.conv2_channels,
-                  fc_calls="\n".join(fc_calls), last_buf=(len(model.fc_names) - 1) % 2)
-    buffers = _buffer_bytes(cfg, model.lstm.hidden, ab, fc_max)
-    report = {"acc_ctype": plan["acc_ctype"], "acc_bits_needed": plan["acc_need"], "acc_bits_spec": spec.get("acc_bits"),
-              "rounding": spec["rounding"], "activations": {k: v["kind"] for k, v in tables.items()},
-              "circulant_layers": [n[:-7] for n, w in ref.q.items() if w.kind == "circulant"],
+              "rounding": spec.rounding, "act_ctype": ctx.act_ctype, "act_bits": ab}
+    header = render("gclf_model.h.tmpl", **common, in_ch=graph.input_shape[0], in_t=graph.input_shape[1],
+                    n_classes=graph.n_classes, classes=", ".join(f"{i} = {c}" for i, c in enumerate(graph.classes)),
+                    input_kind=graph.input_kind, input_frac=fin.frac, input_q=str(fin),
+                    input_min=f"({c_literal(fin.min_int, fin.width)})", input_max=fin.max_int,
+                    logit_frac=flog.frac, logit_q=str(flog))
+    network = "\n".join(f" *   {line}" for line in graph.summary().splitlines())
+    body = render("gclf_model.c.tmpl", **common, network=network, w_ctype=c_type(ctx.w_bits), w_bits=ctx.w_bits,
+                  b_ctype=c_type(ctx.b_bits), b_bits=ctx.b_bits, acc_ctype=acc["ctype"], acc_reason=acc["reason"],
+                  support="\n".join(support), kernels="\n".join(kernels), decls="\n".join(ctx.lines),
+                  buffers="\n".join(ctx.buffer_lines), calls="\n".join(calls),
+                  last=x.expr if x.expr.isidentifier() else f"({x.expr})")
+    report = {"acc_ctype": acc["ctype"], "acc_bits_needed": acc["need"], "acc_bits_spec": spec.acc_bits,
+              "rounding": spec.rounding, "activations": dict(ctx.activations),
+              "circulant_layers": [n[:-len(".weight")] for n, w in ref.q.items() if w.kind == "circulant"],
               "circulant": "direct products over the stored (p, q, k) vectors, index (i - j) mod k",
-              "array_bytes": {**d.bytes, "tables": table_bytes}, "buffer_bytes": buffers, "lstm": lstm_consts}
+              "array_bytes": dict(ctx.bytes), "buffer_bytes": ctx.buffer_elems * int(ctx.act_ctype[3:-2]) // 8,
+              "ops": ctx.info}
     return {"gclf_model.h": header, "gclf_model.c": body}, report
 
 
-def export_c(model_path: str | Path, out: str | Path = "export", measure: bool = True) -> dict:
+# ---- from a checkpoint -------------------------------------------------------------------------------------
+def export_c(model_path: str | Path, out: str | Path, measure: bool = True) -> dict:
     """Write gclf_model.c/.h for a fixed-point checkpoint (or a run folder's fold1) into ``out``.
 
     ``measure``: compile the object with the system C compiler (when there is one) and add its sizes.
     """
-    from gclf.chain import describe_chain
-    from gclf.io import atomic_text
     from gclf.backends.c.build import find_cc, measure_sizes
-    from gclf.backends.weights import fixed_point_model
+    from gclf.checkpoint import chain_of, load_fixed_point
+    from gclf.graph.chain import label
+    from gclf.io import atomic_text
 
-    path, ck, model, spec = fixed_point_model(model_path)
-    files, report = generate_c(model, spec, str(path), describe_chain(ck["chain"]))
+    path, ck, model, spec = load_fixed_point(model_path, integer=True)
+    chain = label(chain_of(ck))
+    files, report = generate_c(model, spec, str(path), chain)
     out = Path(out)
     written = {name: str(atomic_text(out / name, text)) for name, text in files.items()}
-    report.update({"source": str(path), "chain": describe_chain(ck["chain"]), "out": str(out), "files": written,
+    report.update({"source": str(path), "chain": chain, "out": str(out), "files": written,
                    "bytes": {name: len(text.encode()) for name, text in files.items()}})
     if measure:
         cc = find_cc()

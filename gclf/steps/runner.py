@@ -12,7 +12,7 @@ import numpy as np
 
 from gclf.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from gclf.io import atomic_json
-from gclf.train.cv import features_for_checkpoint
+from gclf.data.pipeline import features_for_checkpoint
 
 StepFn = Callable[[dict, list], tuple[dict, dict]]  # (checkpoint, utterances) -> (new checkpoint, report)
 

@@ -1,0 +1,33 @@
+"""gclf as a library: the steps as functions on a model and its config (what the CLI commands wrap).
+
+    from gclf.api import ApproxConfig, CompressConfig, QuantConfig, approx_, compress_, load, quantize
+
+    model, ck = load("runs/model/fold1.pt")                  # a float GraphNet and its checkpoint dict
+    compress_(model, CompressConfig(block=8))                 # FC + LSTM matrices block-circulant, in place
+    approx_(model, ApproxConfig(sigmoid="plan", tanh="pwl16"))  # LSTM sigmoid/tanh swapped, in place
+    fixed = quantize(model, QuantConfig(bits=8), calib)       # formats from calibration windows (N, C, T)
+    logits = fixed.reference().logits(windows)               # the integer reference, bit-exact with the C
+
+Fine-tuning after a step, measuring on held-out speakers per fold and writing run folders is what the CLI adds
+(:mod:`gclf.steps.float_steps`, :mod:`gclf.steps.quantize`, :mod:`gclf.steps.runner`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gclf.backends.torch_float import GraphNet
+from gclf.graph.models import build_graph
+from gclf.graph.spec import QuantConfig
+from gclf.steps.api import (ApproxConfig, CompressConfig, FixedPointModel, approx_, compress_, observe_ranges,
+                            quantize)
+
+__all__ = ["ApproxConfig", "CompressConfig", "FixedPointModel", "GraphNet", "QuantConfig", "approx_", "build_graph",
+           "compress_", "load", "observe_ranges", "quantize"]
+
+
+def load(path: str | Path) -> tuple[GraphNet, dict]:
+    """The float model of a checkpoint (its graph and structural steps rebuilt) and the checkpoint dict."""
+    from gclf.checkpoint import build_float_model, load_checkpoint
+
+    ck = load_checkpoint(path)
+    return build_float_model(ck), ck

@@ -1,0 +1,162 @@
+"""The integer-only reference: what the hardware computes, in numpy int64. One handler per op kind.
+
+Integer products, wide accumulators, explicit shifts with the spec's rounding, saturation that is counted
+(never wraps). Circulant layers multiply their materialised integer matrix directly. The only float work is
+outside the datapath: the front-end (Norm, then quantization of the input) and the softmax over the
+dequantized logits. This is the definition; fake-quant, ONNX QDQ and the generated C must agree with it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gclf.backends.fixed import HANDLERS as FIXED
+from gclf.backends.fixed import integer_weights, layer_kind, lstm_formats, plan
+from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
+from gclf.graph.registry import Registry
+from gclf.graph.spec import QuantSpec, site_name
+from gclf.quant.formats import activation_fixed
+from gclf.quant.primitives import quantize_fixed, requantize
+from gclf.quant.qformat import QFormat
+
+HANDLERS = Registry("integer reference")
+
+
+def frontend(model, x: torch.Tensor) -> np.ndarray:
+    """Norm in float64: the one float step before the integer datapath (shared with fake-quant)."""
+    with torch.no_grad():
+        return model.input_norm()(x.double()).numpy()
+
+
+class IntegerReference:
+    """Integer inference of a GraphNet under a quantize spec."""
+
+    def __init__(self, model, spec: QuantSpec):
+        if spec.weights_only:
+            raise ValueError("a weights-only spec has float activations: there is no integer reference")
+        from gclf.approx import get_approx
+
+        self.model, self.spec, self.graph = model, spec, model.graph
+        self.plan = plan(self.graph, spec)
+        self.q, self.weight_saturations = integer_weights(model, spec)
+        self.mats = {}                            # module path -> the integer matrix it multiplies by
+        for op in self.graph.weighted:
+            for path, mod in FIXED[op].matrices(op, model).values():
+                w = self.q[path + ".weight"].ints
+                if layer_kind(mod) == "circulant":
+                    from gclf.circulant import circulant_to_dense
+
+                    w = circulant_to_dense(torch.from_numpy(w), mod.out_features, mod.in_features).numpy()
+                self.mats[path] = w
+        self.sig = get_approx(spec.sigmoid, "sigmoid")
+        self.tanh = get_approx(spec.tanh, "tanh")
+        self.fsig, self.ftanh = lstm_formats(spec)
+        self.overflows: dict[str, int] = {}
+
+    # ---- primitives used by the handlers ---------------------------------------------------------------
+    def requant(self, acc: np.ndarray, frac, fmt: QFormat, site: str) -> np.ndarray:
+        q, n = requantize(acc, frac, fmt)
+        self.overflows[site] = self.overflows.get(site, 0) + int(n)
+        return q
+
+    def bias(self, op, acc_frac) -> np.ndarray:
+        """The bias shifted left into the accumulator's fraction (exact: its fraction is never finer)."""
+        b = self.q[op.name + ".bias"]
+        return b.ints << (np.asarray(acc_frac) - b.frac).astype(np.int64)
+
+    def quantize_input(self, x: torch.Tensor) -> np.ndarray:
+        fmt = self.plan[self.graph.norm.name].out_fmt
+        q, n = quantize_fixed(frontend(self.model, x), fmt)
+        self.overflows[self.graph.norm.name] = self.overflows.get(self.graph.norm.name, 0) + int(n)
+        return q
+
+    # ---- the datapath ----------------------------------------------------------------------------------
+    def run_int(self, xq: np.ndarray) -> np.ndarray:
+        """Quantized input (N, C, T) int64 -> logits (N, classes) int64 in the last op's format."""
+        for op in self.graph.ops:
+            xq = HANDLERS[op](self, op, xq)
+        return xq
+
+    @property
+    def logit_format(self) -> QFormat:
+        return self.plan[self.graph.ops[-1].name].out_fmt
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:
+        """Dequantized logits (float64) of raw windows."""
+        return self.run_int(self.quantize_input(x)) * 2.0 ** -self.logit_format.frac
+
+    def prob_fn(self, batch: int = 2048):
+        """Class probabilities (N, classes) per window: softmax of the dequantized logits."""
+        def fn(x: torch.Tensor) -> np.ndarray:
+            out = []
+            for i in range(0, len(x), batch):
+                z = self.logits(x[i:i + batch])
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                out.append(e / e.sum(axis=1, keepdims=True))
+            return np.concatenate(out)
+        return fn
+
+
+def _channel_frac(frac, ndim_after: int):
+    return np.asarray(frac).reshape(1, -1, *([1] * ndim_after)) if np.ndim(frac) else frac
+
+
+@HANDLERS.register(Norm)
+def _norm(ref, op, x):              # the input is already quantized by quantize_input (the host front-end)
+    return x
+
+
+@HANDLERS.register(Conv1d)
+def _conv(ref: IntegerReference, op: Conv1d, x):
+    w = ref.mats[op.name]                                                  # (O, C, K)
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2)[:, :, ::op.stride]  # (B, C, T', K)
+    acc_frac = ref.plan[op.name].acc["acc"]
+    acc = np.einsum("bctk,ock->bot", win, w, optimize=True) + ref.bias(op, acc_frac)[None, :, None]
+    return ref.requant(np.maximum(acc, 0) if op.relu else acc, _channel_frac(acc_frac, 1),
+                       ref.plan[op.name].out_fmt, op.name)
+
+
+@HANDLERS.register(MaxPool)
+def _pool(ref, op: MaxPool, x):
+    win = np.lib.stride_tricks.sliding_window_view(x, op.kernel, axis=2)[:, :, ::op.step]
+    return win.max(axis=3)
+
+
+@HANDLERS.register(Flatten)
+def _flatten(ref, op, x):
+    return x.transpose(0, 2, 1).reshape(x.shape[0], -1)
+
+
+@HANDLERS.register(Linear)
+def _linear(ref: IntegerReference, op: Linear, x):
+    p = ref.plan[op.name]
+    acc = x @ ref.mats[op.name].T + ref.bias(op, p.acc["acc"])
+    return ref.requant(np.maximum(acc, 0) if op.relu else acc, p.acc["acc"], p.out_fmt, op.name)
+
+
+@HANDLERS.register(LSTM)
+def _lstm(ref: IntegerReference, op: LSTM, x):                            # (B, C, T) -> (B, H, T)
+    H, p, spec = op.hidden, ref.plan[op.name], ref.spec.ops[op.name]
+    common = p.acc["acc"]
+    si = (common - p.acc["ih"]).astype(np.int64)
+    sh = (common - p.acc["hh"]).astype(np.int64)
+    bias = ref.bias(op, common)
+    fgates, fcell, fhid = spec.acts["gates"], spec.acts["cell"], spec.acts["hidden"]
+    fg, fc = fgates.frac, fcell.frac
+    fs, ft = ref.fsig.frac, ref.ftanh.frac
+    wih, whh = ref.mats[f"{op.name}.ih"], ref.mats[f"{op.name}.hh"]
+    h = np.zeros((x.shape[0], H), dtype=np.int64)
+    c = np.zeros_like(h)
+    outs = []
+    for t in range(x.shape[2]):
+        acc = ((x[:, :, t] @ wih.T) << si) + ((h @ whh.T) << sh) + bias
+        g = ref.requant(acc, common, fgates, site_name(op.name, "gates"))
+        i, f, gg, o = (g[:, k * H:(k + 1) * H] for k in range(4))
+        sf, si_, so = (activation_fixed(ref.sig, v, fg, fs) for v in (f, i, o))
+        tg = activation_fixed(ref.tanh, gg, fg, ft)
+        a, b = fs + fc, fs + ft                                  # fractions of f*c and i*tanh(g)
+        m = max(a, b)
+        c = ref.requant(((sf * c) << (m - a)) + ((si_ * tg) << (m - b)), m, fcell, site_name(op.name, "cell"))
+        h = ref.requant(so * activation_fixed(ref.tanh, c, fc, ft), fs + ft, fhid, site_name(op.name, "hidden"))
+        outs.append(h)
+    return np.stack(outs, axis=2)
