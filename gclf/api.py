@@ -1,12 +1,12 @@
 """gclf as a library: the steps as functions on a model and its config (what the CLI commands wrap).
 
-    from gclf.api import ApproxConfig, CompressConfig, QuantConfig, approx_, compress_, load, quantize
+    from gclf.api import ApproxConfig, CompressConfig, QuantConfig, approx_, compress_, load, quantize, windows
 
-    model, ck = load("runs/model/fold1.pt")                  # a float GraphNet and its checkpoint dict
+    model, ck = load("runs/model/fold1.pt")                   # a float GraphNet and its checkpoint dict
     compress_(model, CompressConfig(block=8))                 # FC + LSTM matrices block-circulant, in place
     approx_(model, ApproxConfig(sigmoid="plan", tanh="pwl16"))  # LSTM sigmoid/tanh swapped, in place
-    fixed = quantize(model, QuantConfig(bits=8), calib)       # formats from calibration windows (N, C, T)
-    logits = fixed.reference().logits(windows)               # the integer reference, bit-exact with the C
+    fixed = quantize(model, QuantConfig(bits=8), windows(ck, "train"))  # calibrated on training speakers
+    logits = fixed.reference().logits(windows(ck, "test"))   # the integer reference on held-out speakers
 
 Fine-tuning after a step, measuring on held-out speakers per fold and writing run folders is what the CLI adds
 (:mod:`gclf.steps.float_steps`, :mod:`gclf.steps.quantize`, :mod:`gclf.steps.runner`).
@@ -22,7 +22,7 @@ from gclf.steps.api import (ApproxConfig, CompressConfig, FixedPointModel, appro
                             quantize)
 
 __all__ = ["ApproxConfig", "CompressConfig", "FixedPointModel", "GraphNet", "QuantConfig", "approx_", "build_graph",
-           "compress_", "load", "observe_ranges", "quantize"]
+           "compress_", "load", "observe_ranges", "quantize", "windows"]
 
 
 def load(path: str | Path) -> tuple[GraphNet, dict]:
@@ -31,3 +31,21 @@ def load(path: str | Path) -> tuple[GraphNet, dict]:
 
     ck = load_checkpoint(path)
     return build_float_model(ck), ck
+
+
+def windows(ck: dict, speakers: str = "test", cache_root: str | Path = "pkl_data"):
+    """Windows (N, C, T) of a fold checkpoint's held-out speakers ("test") or of its training and validation
+    speakers ("train": what calibration and fine-tuning may see), from the feature cache or its corpus."""
+    from gclf.data.dataset import eval_windows, select
+    from gclf.data.features import FeatureConfig
+    from gclf.data.pipeline import features_for_checkpoint, heldout_windows
+    from gclf.errors import GclfError
+
+    utts = features_for_checkpoint(ck, cache_root)
+    if speakers == "test":
+        return heldout_windows(ck, utts).x
+    if speakers != "train":
+        raise GclfError(f"speakers must be 'train' or 'test', not {speakers!r}")
+    split = ck["split"]
+    return eval_windows(select(utts, split["train_speakers"] + split["val_speakers"]),
+                        FeatureConfig.from_dict(ck["feature_config"])).x
