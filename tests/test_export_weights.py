@@ -136,3 +136,30 @@ def test_cli_json_and_help(chain_runs, tmp_path):
     r = CliRunner().invoke(export_weights_cmd, ["--model", str(chain_runs["float"]), "--out", str(tmp_path / "f")])
     assert isinstance(r.exception, GclfError)
     assert all(p.help for p in export_weights_cmd.params if isinstance(p, click.Option))
+
+
+def test_exports_default_to_a_folder_per_run_and_never_overwrite_another(chain_runs, tmp_path, monkeypatch):
+    """Two runs exported with the default --out land in two folders; exporting another run into a folder that
+    holds one's files is refused (nothing written) unless --force; re-exporting the same run is fine."""
+    from gclf.cli.weights_cmds import export_c as export_c_cmd
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for chain in ("q8", "c8aq8"):
+        r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs[chain]), "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["out"] == f"weights_data/{chain}-fold1"
+    before = (tmp_path / "weights_data/q8-fold1/manifest.json").read_bytes()
+    r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", "weights_data/q8-fold1"])
+    assert isinstance(r.exception, GclfError) and "--force" in str(r.exception)
+    assert (tmp_path / "weights_data/q8-fold1/manifest.json").read_bytes() == before
+    r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs["q8"]), "--out", "weights_data/q8-fold1"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", "weights_data/q8-fold1",
+                                           "--force", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["chain"].startswith("circulant")
+    r = runner.invoke(export_c_cmd, ["--model", str(chain_runs["q8"]), "--no-measure", "--json"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "export/q8-fold1/gclf_model.c").is_file()
+    r = runner.invoke(export_c_cmd, ["--model", str(chain_runs["c8aq8"]), "--no-measure", "--out", "export/q8-fold1"])
+    assert isinstance(r.exception, GclfError) and "--force" in str(r.exception)

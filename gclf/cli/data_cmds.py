@@ -70,7 +70,7 @@ def extract(data, source, store, cache, workers, as_json):
         s = {**summarize(utts, fcfg), "cache_dir": str(cdir)}
         emit_json(s) if as_json else _print_summary(s)
         return
-    from gclf.train.cv import corpus_features
+    from gclf.data.pipeline import corpus_features
 
     tmp = None if store else tempfile.mkdtemp(prefix="gclf-extract-")
     try:

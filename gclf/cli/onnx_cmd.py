@@ -36,7 +36,7 @@ class _HeldOut:
         self.cache, self.data, self.utts, self.failed = cache, data, None, False
 
     def __call__(self, ck: dict):
-        from gclf.train.cv import features_for_checkpoint, heldout_windows
+        from gclf.data.pipeline import features_for_checkpoint, heldout_windows
 
         if self.failed:
             return None

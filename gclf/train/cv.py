@@ -1,8 +1,7 @@
-"""Orchestration shared by the CLI commands: features for a corpus, a cross-validated training run, and
-evaluating any checkpoint (or run folder) on held-out speakers."""
+"""A cross-validated training run over speakers, and evaluating any checkpoint (or run folder) on held-out
+speakers, with the engine its chain defines."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -70,10 +69,6 @@ def evaluate_run(model_path: str | Path, cache_root: str | Path = "pkl_data") ->
         evaluated.update(u.uid for u in ws.utts)
         windows += len(ws.y)
     return _evaluation_summary(results, evaluated, windows)
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str | Path = "pkl_data",
