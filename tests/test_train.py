@@ -71,3 +71,30 @@ def test_final_model_and_rebuild(synth_features, tmp_path):
     x = torch.randn(2, 40, 99)
     assert torch.isfinite(m(x)).all()
     assert checkpoint_paths(tmp_path) == [tmp_path / "fold1.pt", tmp_path / "fold2.pt"]
+
+
+def test_metrics_work_for_any_number_of_classes():
+    """Accuracy, the confusion matrix and recall per class for 3 classes; ties go to the later class."""
+    import numpy as np
+
+    from gclf.data.dataset import WindowSet
+    from gclf.data.features import UtteranceFeatures
+    from gclf.train.evaluate import decide, metrics_from_probs
+
+    utts = [UtteranceFeatures(f"u{i}", f"s{i}", "F", 1.0, np.zeros((1, 1), np.float32)) for i in range(3)]
+    ws = WindowSet(torch.zeros(6, 1, 1), torch.tensor([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 1, 2, 2]), utts)
+    ws_labels = np.array([0, 1, 2])
+    probs = np.array([[.8, .1, .1], [.6, .3, .1], [.1, .2, .7], [.2, .2, .6], [.1, .1, .8], [.2, .5, .3]])
+    m = metrics_from_probs(probs, WindowSetWithLabels(ws, ws_labels), ("yes", "no", "up"))
+    assert m["accuracy_window"] == 3 / 6 and m["accuracy_utterance"] == 2 / 3
+    assert m["confusion"]["matrix"] == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+    assert m["recall"] == {"yes": 1.0, "no": 0.0, "up": 1.0}
+    assert decide(np.array([[0.5, 0.5]])).tolist() == [1]
+
+
+class WindowSetWithLabels:
+    """A WindowSet whose utterance labels are given (the gender corpus derives them from sex)."""
+
+    def __init__(self, ws, labels):
+        self.ws, self.utt_labels = ws, labels
+        self.y, self.utt_index, self.utts = ws.y, ws.utt_index, ws.utts
