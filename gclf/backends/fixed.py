@@ -153,16 +153,6 @@ def bias_max(bias: TensorFormat, acc_frac: np.ndarray) -> float:
 
 
 # ---- the walkers ---------------------------------------------------------------------------------------
-def float_biases(net) -> dict[str, np.ndarray]:
-    """Float biases by op (the LSTM's two folded into one)."""
-    out = {}
-    for op in net.graph.ops:
-        b = HANDLERS[op].float_bias(op, net)
-        if b is not None:
-            out[op.name] = b.detach().numpy()
-    return out
-
-
 def make_spec(net, ranges: dict[str, float] | None, cfg: QuantConfig) -> QuantSpec:
     """The full spec of a fixed-point model: activation formats from ``ranges`` (site -> max |value|; None for
     weights only), weight formats from the weights, bias formats capped at the accumulator fraction."""
