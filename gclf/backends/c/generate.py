@@ -4,17 +4,30 @@ The C walks the model's graph (:class:`gclf.graph.ops.Graph`) op by op, with one
 :data:`HANDLERS`, and reproduces :class:`gclf.backends.intref.IntegerReference` bit for bit: the same integer
 weights, shifts with the spec's rounding (all four modes of ``round_shift``), saturation at every
 requantization, and the chain's sigmoid/tanh emitted from ``Approx.fixed_tables()`` exactly. Block-circulant
-matrices are computed directly from their stored (p, q, k) vectors with the index (i - j) mod k (never
-materialised). It is integer only (int8/16/32/64_t), allocates nothing (a static buffer per op output) and
-takes the already-quantized input: Norm and the input quantization stay on the host, as in the reference.
+matrices are computed directly from their stored (p, q, k) vectors (never materialised). It is integer only
+(int8/16/32/64_t), allocates nothing (static buffers) and takes the already-quantized input: Norm and the
+input quantization stay on the host, as in the reference.
 
-Accumulators are int32_t when the spec's ``acc_bits`` is <= 32 *and* the worst case of these very weights
-fits (with every alignment shift) in every op; otherwise int64_t. The text is filled into
-``templates/*.tmpl`` with ``string.Template``; :mod:`gclf.backends.c.build` compiles, measures and runs it.
+Built for the datapath of a small CPU (Cortex-M4 first, x86 as well):
+
+- accumulators are int32_t when the spec's ``acc_bits`` is <= 32 *and* the worst case of these very weights
+  fits (with every alignment shift) in every op (:meth:`CHandler.bound`); otherwise int64_t;
+- every right shift is an arithmetic ``>>`` with the rounding decided from the low bits: no division or
+  modulo on the inference path (the assumption that ``>>`` of a negative value floors is checked at compile
+  time); biases are stored pre-aligned to their accumulators;
+- every op is its own function with its shapes as literals (loops of constant trip count);
+- sequences are stored time-major ((T, C), element t * C + c), so a convolution's patch, an LSTM step's input
+  and the flattened vector are contiguous; convolution weights are stored (out, k, in) so each output is one
+  sequential dot product. With int32 accumulators and <= 16-bit weights and activations, convolutions widen
+  their input once to int16 and compute blocks of 2 outputs x 2 steps; with ``__ARM_FEATURE_DSP`` (and without
+  ``GCLF_NO_DSP``) the products are SMLAD dual multiply-accumulates, bit-exact with the portable C.
+
+The text is filled into ``templates/*.tmpl`` with ``string.Template``; :mod:`gclf.backends.c.build` compiles,
+measures and runs it on the host, :mod:`gclf.backends.c.target` on an emulated Cortex-M4.
 
 Adding an op kind: subclass :class:`CHandler`, register it with ``@HANDLERS.register(Kind)``, and put its
-kernel (C functions taking ``gclf_act_t`` buffers) under ``templates/ops/``. The walker (:func:`generate_c`)
-never names a layer nor assumes an order.
+function template under ``templates/ops/`` (rendered per op with its shapes). The walker
+(:func:`generate_c`) never names a layer nor assumes an order.
 """
 from __future__ import annotations
 
@@ -36,9 +49,9 @@ MAX_SHIFT = 62
 HANDLERS = Registry("C")
 
 
-def render(name: str, **fields) -> str:
-    """Fill template ``name`` (under templates/) with ``fields``; a missing field raises KeyError."""
-    return string.Template((TEMPLATES / name).read_text()).substitute(fields)
+def render(template: str, **fields) -> str:
+    """Fill ``template`` (a file under templates/) with ``fields``; a missing field raises KeyError."""
+    return string.Template((TEMPLATES / template).read_text()).substitute(fields)
 
 
 def primitives_c(rounding: str) -> str:
@@ -128,7 +141,7 @@ static int gclf_segment(const int32_t *breaks, int n, int64_t a)
 {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
+        const int mid = (lo + hi + 1) >> 1;
         if (breaks[mid] <= a)
             lo = mid;
         else
@@ -140,8 +153,7 @@ static int gclf_segment(const int32_t *breaks, int n, int64_t a)
 
 # shared support code, emitted once (in this order) when a used kind's handler needs it
 SUPPORT = {"requant": lambda ctx: primitives_c(ctx.spec.rounding),
-           "shift": lambda ctx: render("support_shift.c.tmpl"),
-           "matrix": lambda ctx: render("support_matrix.c.tmpl"),
+           "pair": lambda ctx: render("support_pair.c.tmpl", scratch=ctx.scratch16),
            "segment": lambda ctx: SEGMENT_FN}
 
 
@@ -149,36 +161,42 @@ SUPPORT = {"requant": lambda ctx: primitives_c(ctx.spec.rounding),
 @dataclass(frozen=True)
 class Tensor:
     """A tensor of the C datapath: a C expression of its first ``gclf_act_t`` element, and its shape
-    ((C, T) channel-major, element c * T + t; or (N,))."""
+    ((C, T) stored time-major, element t * C + c; or (N,))."""
 
     expr: str
     shape: tuple[int, ...]
 
 
 class Context:
-    """What a handler reads (the integer reference ``ref``: its plan, integer weights and matrices, the spec)
-    and writes (declarations, static buffers, shared support it needs, per-op report entries)."""
+    """What a handler reads (the integer reference ``ref``: its plan, integer weights and matrices, the spec;
+    the accumulator choice) and writes (declarations, per-op functions, static buffers, shared support it
+    needs, per-op report entries)."""
 
     def __init__(self, ref):
         self.ref, self.model, self.graph, self.spec, self.plan = ref, ref.model, ref.graph, ref.spec, ref.plan
         self.lines: list[str] = []                          # declarations, in definition order
+        self.funcs: list[str] = []                          # one function per op (and per matrix)
         self.buffer_lines: list[str] = []
         self.bytes = {"weights": 0, "shifts": 0, "tables": 0}
         self.buffer_elems = 0
+        self.scratch16 = 0                                  # int16 elements of the shared widening scratch
         self.needs: set[str] = set()
         self.activations: dict[str, str] = {}               # C function -> table kind
         self.info: dict[str, dict] = {}                     # per op, for the report
         q = ref.q
         widths = [w.width for n, w in q.items() if not n.endswith(".bias")]
-        bwidths = [w.width for n, w in q.items() if n.endswith(".bias")]
-        self.w_bits, self.b_bits = max(widths, default=8), max(bwidths, default=8)
+        self.w_bits = max(widths, default=8)
         self.act_ctype = c_type(self.spec.act_bits)
+        self.acc32 = False                                  # set by generate_c before any emit
 
-    # names
-    @staticmethod
-    def desc(op: Op) -> str:
-        """The symbol of an op's descriptor struct."""
-        return "gclf_op_" + c_ident(op.name)
+    @property
+    def acc_ctype(self) -> str:
+        return "int32_t" if self.acc32 else "int64_t"
+
+    @property
+    def pair(self) -> bool:
+        """int16 x int16 products into int32 accumulators (the SMLAD-shaped kernels) fit this spec."""
+        return self.acc32 and self.w_bits <= 16 and self.spec.act_bits <= 16
 
     def need(self, *names: str) -> None:
         unknown = set(names) - set(SUPPORT)
@@ -187,32 +205,65 @@ class Context:
         self.needs.update(names)
 
     # declarations
-    def tensor(self, name: str, kind: str = "weight") -> str:
-        """Declare ``ref.q[name]`` (a weight in gclf_w_t or a bias in gclf_b_t); returns its symbol."""
-        wq = self.ref.q[name]
-        bits = self.w_bits if kind == "weight" else self.b_bits
-        sym = "gclf_" + c_ident(name)
-        self.lines += [tensor_comment(name, wq), c_array(c_type(bits), sym, wq.ints), ""]
-        self.bytes["weights"] += wq.ints.size * int(c_type(bits)[3:-2]) // 8
+    def array(self, sym: str, ctype: str, values, comment: str = "", kind: str = "weights") -> str:
+        """Declare ``static const ctype sym[] = values`` (counted in ``bytes[kind]``); returns ``sym``."""
+        v = np.asarray(values, dtype=np.int64)
+        self.lines += ([comment] if comment else []) + [c_array(ctype, sym, v), ""]
+        self.bytes[kind] += max(v.size, 1) * int(ctype[3:-2]) // 8
         return sym
 
-    def shift(self, sym: str, v: np.ndarray, what: str, low: int = -MAX_SHIFT) -> str:
-        """A ``gclf_shift_t`` initializer: one value, or an int8_t array ``sym`` of per-channel values."""
+    def bias(self, op: Op, shifts: np.ndarray) -> str:
+        """The op's bias aligned to its accumulators (b << shift, exact), as a gclf_acc_t array."""
+        b = self.ref.q[op.name + ".bias"]
+        v = np.array([int(x) << int(s) for x, s in zip(b.ints, shifts)], dtype=np.int64)
+        return self.array("gclf_" + c_ident(op.name) + "_bias", self.acc_ctype, v,
+                          tensor_comment(op.name + ".bias", b).rstrip() + f"\n/* aligned to the accumulator: "
+                          f"b << {_shift_text(shifts)} */")
+
+    def shift(self, sym: str, v: np.ndarray, what: str, index: str, low: int = -MAX_SHIFT) -> str:
+        """A C expression of the shift of row ``index``: a literal, or ``sym[index]`` of an int8_t array."""
         _check_shifts(what, v, low)
         if (v == v[0]).all():
-            return f"{{0, {int(v[0])}}}"
-        self.lines.append(c_array("int8_t", sym, v))
-        self.bytes["shifts"] += v.size
-        return f"{{{sym}, 0}}"
+            return str(int(v[0]))
+        self.array(sym, "int8_t", v, kind="shifts")
+        return f"{sym}[{index}]"
+
+    def requant(self, shifts: np.ndarray) -> str:
+        """The requantization function for these shifts: 32-bit when the accumulator and shifts allow it."""
+        return "gclf_requant32" if self.acc32 and shifts.min() >= -30 and shifts.max() <= 30 else "gclf_requant"
 
     def matrix(self, path: str, mod) -> str:
-        """Declare the weight of matrix ``path`` and return its ``gclf_matrix_t`` initializer."""
+        """Declare the weight of matrix ``path`` and a function ``gclf_acc_t dot(int r, const gclf_act_t *x)``
+        (row r times x, constant bounds); returns the function's name."""
         wq = self.ref.q[path + ".weight"]
-        sym = self.tensor(path + ".weight")
+        sym, fn, wt = "gclf_" + c_ident(path) + "_weight", "gclf_dot_" + c_ident(path), c_type(self.w_bits)
         if wq.kind == "circulant":
-            _, q, k = wq.ints.shape
-            return f"{{{sym}, {mod.out_features}, {mod.in_features}, {k}, {q}}}"
-        return f"{{{sym}, {wq.ints.shape[0]}, {wq.ints.shape[1]}, 0, 0}}"
+            p, q, k = wq.ints.shape
+            n_in = mod.in_features
+            self.array(sym, wt, wq.ints[:, :, ::-1], tensor_comment(path + ".weight", wq).rstrip()
+                       + "\n/* each defining vector stored reversed: the products of a row read it sequentially */")
+            a, i = (f"r >> {k.bit_length() - 1}", f"r & {k - 1}") if k & (k - 1) == 0 else (f"r / {k}", f"r % {k}")
+            body = [f"    const int a = {a}, i = {i};", "    gclf_acc_t acc = 0;",
+                    f"    for (int b = 0; b < {q}; b++) {{",
+                    f"        const gclf_w_t *v = {sym} + (a * {q} + b) * {k};",
+                    f"        const gclf_act_t *xb = x + b * {k};",
+                    f"        const int n = b < {q - 1} ? {k} : {n_in - (q - 1) * k}, m = i + 1 < n ? i + 1 : n;",
+                    "        for (int j = 0; j < m; j++)",
+                    f"            acc += (gclf_acc_t)v[{k - 1} - i + j] * xb[j];",
+                    "        for (int j = i + 1; j < n; j++)",
+                    "            acc += (gclf_acc_t)v[j - i - 1] * xb[j];",
+                    "    }", "    return acc;"]
+            what = f"block-circulant ({p}, {q}, {k}): row a*{k}+i, column b*{k}+j uses v[a][b][(i - j) mod {k}]"
+        else:
+            n_out, n_in = wq.ints.shape
+            self.array(sym, wt, wq.ints, tensor_comment(path + ".weight", wq).rstrip())
+            body = [f"    const gclf_w_t *w = {sym} + r * {n_in};", "    gclf_acc_t acc = 0;",
+                    f"    for (int c = 0; c < {n_in}; c++)", "        acc += (gclf_acc_t)w[c] * x[c];",
+                    "    return acc;"]
+            what = f"dense ({n_out}, {n_in}) row-major"
+        self.funcs += [f"/* {path}: {what} */", f"static inline gclf_acc_t {fn}(int r, const gclf_act_t *x)", "{",
+                       *body, "}", ""]
+        return fn
 
     def buffer(self, sym: str, n: int) -> str:
         """A static ``gclf_act_t sym[n]``; returns ``sym``."""
@@ -220,20 +271,25 @@ class Context:
         self.buffer_elems += max(int(n), 1)
         return sym
 
+    def function(self, template: str, **fields) -> None:
+        self.funcs += [render(template, **fields), ""]
+
+
+def _shift_text(v: np.ndarray) -> str:
+    return str(int(v[0])) if (v == v[0]).all() else f"{int(v.min())}..{int(v.max())} per row"
+
 
 # ---- one handler per op kind ----------------------------------------------------------------------------
 class CHandler:
     """What the C backend knows of one op kind. The walker calls, per op in graph order:
 
-    - ``kernel`` / ``needs`` (once per kind, when an op of it emits a call): the template under templates/
-      holding the kind's C functions (None: none), and the shared support code they use (keys of
-      :data:`SUPPORT`);
+    - ``needs``: the shared support code its C uses (keys of :data:`SUPPORT`);
     - :meth:`bound` (first pass, every op): its contribution to the int32-vs-int64 accumulator decision;
     - :meth:`out_elems`: the size of its static output buffer (None: its output *is* its input);
-    - :meth:`emit`: its declarations (through the :class:`Context`) and its call lines in gclf_infer.
+    - :meth:`emit`: its declarations and its function (through the :class:`Context`, shapes as literals) and
+      its call lines in gclf_infer.
     """
 
-    kernel: str | None = None
     needs: tuple[str, ...] = ()
 
     @staticmethod
@@ -243,6 +299,11 @@ class CHandler:
         return 0, 0
 
     @staticmethod
+    def macs(op: Op, in_shape: tuple, out_shape: tuple) -> int:
+        """Multiply-accumulates per window (circulant layers: as computed, i.e. as the dense matrix)."""
+        return 0
+
+    @staticmethod
     def out_elems(op: Op, in_shape: tuple, out_shape: tuple) -> int | None:
         return math.prod(out_shape)
 
@@ -250,6 +311,10 @@ class CHandler:
     def emit(ctx: Context, op: Op, x: Tensor, y: Tensor) -> list[str]:
         """Declarations into ``ctx``; returns the statements of gclf_infer computing ``y`` from ``x``."""
         return []
+
+
+def _fn(op: Op) -> str:
+    return "gclf_" + c_ident(op.name)
 
 
 @HANDLERS.register(Norm)
@@ -263,30 +328,21 @@ class _Norm(CHandler):
 
 @HANDLERS.register(MaxPool)
 class _MaxPool(CHandler):
-    kernel = "ops/maxpool.c.tmpl"
-
     @staticmethod
     def emit(ctx, op: MaxPool, x, y):
         c, t = x.shape
-        return [f"gclf_maxpool({x.expr}, {c}, {t}, {op.kernel}, {op.step}, {y.expr});"]
+        ctx.function("ops/maxpool.c.tmpl", name=op.name, fn=_fn(op), c=c, t_in=t, t_out=y.shape[1], k=op.kernel,
+                     step=op.step)
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
 
 
 @HANDLERS.register(Flatten)
 class _Flatten(CHandler):
-    """A transposing copy to time-major; with one channel or one step the layout is already the same."""
-
-    kernel = "ops/flatten.c.tmpl"
+    """Time-major (T, C) storage is already the flat order of the reference (element t * C + c): no code."""
 
     @staticmethod
     def out_elems(op, in_shape, out_shape):
-        return None if min(in_shape) == 1 else math.prod(out_shape)
-
-    @staticmethod
-    def emit(ctx, op, x, y):
-        if x.expr == y.expr:
-            return []
-        c, t = x.shape
-        return [f"gclf_flatten({x.expr}, {c}, {t}, {y.expr});"]
+        return None
 
 
 def _affine_shifts(ctx: Context, op: Op) -> tuple[np.ndarray, np.ndarray]:
@@ -307,8 +363,13 @@ def _matrices(ctx: Context, op: Op) -> dict[str, tuple[str, object]]:
     return FIXED[op].matrices(op, ctx.model)
 
 
+def _relu(relu: bool, names: list[str], indent: int) -> str:
+    pad = " " * indent
+    return "".join(f"{pad}if ({v} < 0)\n{pad}    {v} = 0;\n" for v in names) if relu else ""
+
+
 class _Affine(CHandler):
-    needs = ("requant", "shift")
+    needs = ("requant",)
 
     @staticmethod
     def bound(ctx, op):
@@ -317,44 +378,76 @@ class _Affine(CHandler):
         rows = _row_abs(ctx.ref.mats[_matrices(ctx, op)["weight"][0]])
         return max(r * xmax + t for r, t in zip(rows, _bias_terms(ctx.ref.q[op.name + ".bias"], bs))), 0
 
+    @staticmethod
+    def fields(ctx, op, rs: np.ndarray, index: str) -> dict:
+        f = ctx.plan[op.name].out_fmt
+        return {"name": op.name, "fn": _fn(op), "requant": ctx.requant(rs), "lo": c_literal(f.min_int, 32),
+                "hi": f.max_int, "rs": ctx.shift(_fn(op) + "_rs", rs, f"{op.name} requantization", index),
+                "relu_note": ", ReLU" if op.relu else ""}
+
 
 @HANDLERS.register(Conv1d)
 class _Conv1d(_Affine):
-    kernel = "ops/conv1d.c.tmpl"
+    @staticmethod
+    def macs(op, in_shape, out_shape):
+        return op.out_channels * op.in_channels * op.kernel * out_shape[1]
 
     @staticmethod
     def emit(ctx, op: Conv1d, x, y):
         bs, rs = _affine_shifts(ctx, op)
-        d, path = ctx.desc(op), _matrices(ctx, op)["weight"][0]
-        w, b = ctx.tensor(path + ".weight"), ctx.tensor(op.name + ".bias", "bias")
-        bs, rs = ctx.shift(d + "_bs", bs, op.name, 0), ctx.shift(d + "_rs", rs, op.name)
-        O, C, K = ctx.ref.q[path + ".weight"].ints.shape
-        ctx.lines += [f"static const gclf_conv_t {d} = {{{w}, {O}, {C}, {K}, {op.stride}, {int(op.relu)}, {b}, "
-                      f"{bs}, {rs}, {_fmt_range(ctx.plan[op.name].out_fmt)}}};", ""]
-        return [f"gclf_conv1d(&{d}, {x.expr}, {x.shape[1]}, {y.expr});"]
+        path = _matrices(ctx, op)["weight"][0]
+        wq = ctx.ref.q[path + ".weight"]
+        O, C, K = wq.ints.shape
+        t_in, t_out, kc = x.shape[1], y.shape[1], K * C
+        w = wq.ints.transpose(0, 2, 1).reshape(O, kc)                       # (O, K, C): one patch per row
+        sym = "gclf_" + c_ident(path) + "_weight"
+        note = tensor_comment(path + ".weight", wq).rstrip() + "\n/* stored (out, k, in): row o is the patch order */"
+        b = ctx.bias(op, bs)
+        f = _Affine.fields(ctx, op, rs, "o")
+        common = dict(f, c_in=C, c_out=O, k=K, stride=op.stride, t_in=t_in, t_out=t_out, b=b, step=op.stride * C)
+        if ctx.pair:
+            kp = kc + kc % 2
+            ctx.array(sym, "int16_t", np.pad(w, ((0, 0), (0, kp - kc))),
+                      note + f"\n/* as int16 for the paired products, rows zero-padded to {kp} */")
+            ctx.scratch16 = max(ctx.scratch16, t_in * C + 1)
+            ctx.need("pair")
+            rs1 = f["rs"].replace("[o]", "[o + 1]")
+            ctx.function("ops/conv1d_pair.c.tmpl", **common, w=sym, kp=kp, n_in=t_in * C, rs0=f["rs"], rs1=rs1,
+                         relu4=_relu(op.relu, [f"s[{i}]" for i in range(4)], 12),
+                         relu2=_relu(op.relu, ["s0", "s1"], 12), relu1=_relu(op.relu, ["s0"], 12))
+            kernel = "paired int16 products, 2 outputs x 2 steps per block (SMLAD with __ARM_FEATURE_DSP)"
+        else:
+            ctx.array(sym, c_type(ctx.w_bits), w, note)
+            ctx.function("ops/conv1d.c.tmpl", **common, w=sym, kc=kc, relu=_relu(op.relu, ["acc"], 12))
+            kernel = f"one sequential dot product per output ({ctx.acc_ctype})"
+        ctx.info[op.name]["kernel"] = kernel
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
 
 
 @HANDLERS.register(Linear)
 class _Linear(_Affine):
-    kernel = "ops/linear.c.tmpl"
-    needs = ("requant", "shift", "matrix")
+    @staticmethod
+    def macs(op, in_shape, out_shape):
+        return op.in_features * op.out_features
 
     @staticmethod
     def emit(ctx, op: Linear, x, y):
         bs, rs = _affine_shifts(ctx, op)
-        d = ctx.desc(op)
-        m = ctx.matrix(*_matrices(ctx, op)["weight"])
-        b = ctx.tensor(op.name + ".bias", "bias")
-        bs, rs = ctx.shift(d + "_bs", bs, op.name, 0), ctx.shift(d + "_rs", rs, op.name)
-        ctx.lines += [f"static const gclf_linear_t {d} = {{{m}, {b}, {bs}, {rs}, {int(op.relu)}, "
-                      f"{_fmt_range(ctx.plan[op.name].out_fmt)}}};", ""]
-        return [f"gclf_linear(&{d}, {x.expr}, {y.expr});"]
+        dot = ctx.matrix(*_matrices(ctx, op)["weight"])
+        b = ctx.bias(op, bs)
+        f = _Affine.fields(ctx, op, rs, "r")
+        ctx.function("ops/linear.c.tmpl", **f, n_in=op.in_features, n_out=op.out_features, b=b, dot=dot,
+                     relu=_relu(op.relu, ["acc"], 8))
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
 
 
 @HANDLERS.register(LSTM)
 class _LSTM(CHandler):
-    kernel = "ops/lstm.c.tmpl"
-    needs = ("requant", "shift", "matrix")
+    needs = ("requant",)
+
+    @staticmethod
+    def macs(op, in_shape, out_shape):
+        return 4 * op.hidden * (op.input_size + op.hidden) * out_shape[1]
 
     @staticmethod
     def shifts(ctx, op: LSTM) -> dict[str, np.ndarray]:
@@ -421,25 +514,24 @@ class _LSTM(CHandler):
     def emit(ctx, op: LSTM, x, y):
         s, e = _LSTM.shifts(ctx, op), _LSTM.elementwise(ctx, op)
         acts = ctx.spec.ops[op.name].acts
-        d, H = ctx.desc(op), op.hidden
-        fns = _LSTM.activations(ctx, op)
+        fn, H = _fn(op), op.hidden
+        sig, tg, tc = _LSTM.activations(ctx, op)
         mats = _matrices(ctx, op)
-        ih, hh = ctx.matrix(*mats["ih"]), ctx.matrix(*mats["hh"])
-        b = ctx.tensor(op.name + ".bias", "bias")
-        shifts = [ctx.shift(f"{d}_{k}", s[k], f"{op.name} {k}", 0 if k != "rs" else -MAX_SHIFT)
-                  for k in ("si", "sh", "bs", "rs")]
-        buf = "gclf_buf_" + c_ident(op.name)
-        scratch = [ctx.buffer(f"{buf}_{k}", n) for k, n in (("xt", x.shape[0]), ("h", H), ("c", H), ("g", 4 * H))]
-        ctx.lines += [f"static const gclf_lstm_t {d} = {{",
-                      f"    {ih}, {hh}, {b},",
-                      f"    {', '.join(shifts)},",
-                      f"    {H}, {e['fc_shift']}, {e['ig_shift']}, {e['cell_rs']}, {e['hidden_rs']},",
-                      f"    {_fmt_range(acts['gates'])}, {_fmt_range(acts['cell'])}, {_fmt_range(acts['hidden'])},",
-                      f"    {', '.join(fns)},",
-                      f"    {', '.join(scratch)}",
-                      "};", ""]
+        dot_ih, dot_hh = ctx.matrix(*mats["ih"]), ctx.matrix(*mats["hh"])
+        b = ctx.bias(op, s["bs"])
+        si, sh = (ctx.shift(f"{fn}_{k}", s[k], f"{op.name} {k}", "r", 0) for k in ("si", "sh"))
+        mult = {k: "" if v == "0" else f" * ((gclf_acc_t)1 << {v})" for k, v in (("si", si), ("sh", sh))}
+        rs = s["rs"]
+        zero, cell, gates = (ctx.buffer(f"gclf_buf_{c_ident(op.name)}_{k}", n)
+                             for k, n in (("h0", H), ("c", H), ("gates", 4 * H)))
+        rng = {f"{k}_lo": c_literal(acts[k].min_int, 64) for k in ("gates", "cell", "hidden")}
+        rng.update({f"{k}_hi": acts[k].max_int for k in ("gates", "cell", "hidden")})
+        ctx.function("ops/lstm.c.tmpl", name=op.name, fn=fn, n_in=x.shape[0], hidden=H, t_len=x.shape[1],
+                     zero=zero, cell=cell, gates=gates, dot_ih=dot_ih, dot_hh=dot_hh, si=mult["si"], sh=mult["sh"],
+                     b=b, requant=ctx.requant(rs), rs=ctx.shift(f"{fn}_rs", rs, f"{op.name} rs", "r"),
+                     sigmoid=sig, tanh_gates=tg, tanh_cell=tc, **e, **rng)
         ctx.info[op.name].update(e)
-        return [f"gclf_lstm(&{d}, {x.expr}, {x.shape[1]}, {y.expr});"]
+        return [f"{fn}({x.expr}, {y.expr});"]
 
 
 # ---- the walker --------------------------------------------------------------------------------------------
@@ -466,26 +558,36 @@ def _reference(model, spec):
     return IntegerReference(model, spec)
 
 
+def _input(ctx: Context, shape: tuple[int, int]) -> tuple[Tensor, list[str]]:
+    """The input as a time-major tensor: x itself when one of its dimensions is 1, else a transposed copy."""
+    c, t = shape
+    if min(c, t) == 1:
+        return Tensor("&x[0][0]", shape), []
+    buf = ctx.buffer("gclf_buf_input", c * t)
+    return Tensor(buf, shape), [f"    /* the input, time-major: {buf}[t * {c} + c] = x[c][t] */",
+                                f"    for (int t = 0; t < {t}; t++)", f"        for (int c = 0; c < {c}; c++)",
+                                f"            {buf}[t * {c} + c] = x[c][t];"]
+
+
 def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str, str], dict]:
     """({"gclf_model.h": text, "gclf_model.c": text}, report) for a float GraphNet under a QuantSpec."""
     ref = _reference(model, spec)
     ctx = Context(ref)
     graph = ctx.graph
     acc = _accumulator(ctx)
-    kernels, calls, kinds = [], [], []
-    x = Tensor("&x[0][0]", tuple(graph.input_shape))
+    ctx.acc32 = acc["ctype"] == "int32_t"
+    x, calls = _input(ctx, tuple(graph.input_shape))
+    macs = 0
     for op, shape in zip(graph.ops, graph.shapes()):
         h = HANDLERS[op]
         n = h.out_elems(op, x.shape, tuple(shape))
         y = Tensor(ctx.buffer("gclf_buf_" + c_ident(op.name), n) if n is not None else x.expr, tuple(shape))
-        ctx.info[op.name] = {"kind": op.kind, "out_shape": list(shape), "buffer": y.expr}
+        op_macs = h.macs(op, x.shape, tuple(shape))
+        macs += op_macs
+        ctx.info[op.name] = {"kind": op.kind, "out_shape": list(shape), "buffer": y.expr, "macs": op_macs}
         lines = h.emit(ctx, op, x, y)
         if lines:
-            if type(op) not in kinds:                 # the kind's kernel, once, when an op of it runs
-                kinds.append(type(op))
-                ctx.need(*h.needs)
-                if h.kernel:
-                    kernels.append(render(h.kernel))
+            ctx.need(*h.needs)
             calls += [f"    /* {op.name}: {op.kind} {x.shape} -> {y.shape} */", *(f"    {s}" for s in lines)]
         x = y
     support = [SUPPORT[k](ctx) for k in SUPPORT if k in ctx.needs]
@@ -505,15 +607,17 @@ def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str
                     logit_frac=flog.frac, logit_q=str(flog))
     network = "\n".join(f" *   {line}" for line in graph.summary().splitlines())
     body = render("gclf_model.c.tmpl", **common, network=network, w_ctype=c_type(ctx.w_bits), w_bits=ctx.w_bits,
-                  b_ctype=c_type(ctx.b_bits), b_bits=ctx.b_bits, acc_ctype=acc["ctype"], acc_reason=acc["reason"],
-                  support="\n".join(support), kernels="\n".join(kernels), decls="\n".join(ctx.lines),
+                  acc_ctype=acc["ctype"], acc_reason=acc["reason"], macs=f"{macs:,}",
+                  support="\n".join(support), funcs="\n".join(ctx.funcs), decls="\n".join(ctx.lines),
                   buffers="\n".join(ctx.buffer_lines), calls="\n".join(calls),
                   last=x.expr if x.expr.isidentifier() else f"({x.expr})")
     report = {"acc_ctype": acc["ctype"], "acc_bits_needed": acc["need"], "acc_bits_spec": spec.acc_bits,
-              "rounding": spec.rounding, "activations": dict(ctx.activations),
+              "rounding": spec.rounding, "activations": dict(ctx.activations), "macs": macs,
+              "paired_products": ctx.pair,
               "circulant_layers": [n[:-len(".weight")] for n, w in ref.q.items() if w.kind == "circulant"],
-              "circulant": "direct products over the stored (p, q, k) vectors, index (i - j) mod k",
-              "array_bytes": dict(ctx.bytes), "buffer_bytes": ctx.buffer_elems * int(ctx.act_ctype[3:-2]) // 8,
+              "circulant": "direct products over the stored (p, q, k) vectors (each reversed), index (i - j) mod k",
+              "array_bytes": dict(ctx.bytes),
+              "buffer_bytes": ctx.buffer_elems * int(ctx.act_ctype[3:-2]) // 8 + 2 * ctx.scratch16,
               "ops": ctx.info}
     return {"gclf_model.h": header, "gclf_model.c": body}, report
 
