@@ -159,3 +159,18 @@ def test_no_undefined_behaviour_under_ubsan(tmp_path, cc):
     (tmp_path / "mixed").mkdir()
     _assert_bit_exact(net, quantize(net, QuantConfig(bits=8, per_channel=True), x).spec, x, tmp_path / "mixed", cc,
                       flags=flags)
+
+
+@pytest.mark.parametrize("rounding", ["floor", "half_up", "half_away", "half_even"])
+def test_odd_shapes_take_every_tail_of_the_paired_kernels(rounding, tmp_path, cc):
+    """Odd patch length (zero-padded pair), odd channel and step counts (the 2 x 2 blocks' tails), a strided
+    conv without ReLU, per-channel shifts: bit-exact in every rounding mode."""
+    ops = (Norm("norm", 5), Conv1d("c1", 5, 7, 3), Conv1d("c2", 7, 5, 3, stride=2, relu=False), MaxPool("p", 2),
+           Flatten("f"), Linear("out", 25, 3))
+    graph = Graph("odd", (5, 25), ops, ("a", "b", "c"))
+    net = _net(graph, 3)
+    x = _windows(graph, 12, 1.0, 3)
+    rep = _assert_bit_exact(net, quantize(net, QuantConfig(bits=8, per_channel=True, rounding=rounding), x).spec,
+                            x, tmp_path, cc)
+    assert rep["paired_products"] and "zero-padded to 16" in (tmp_path / "gclf_model.c").read_text()
+    assert rep["macs"] == 7 * 15 * 23 + 5 * 21 * 11 + 25 * 3

@@ -75,6 +75,17 @@ def _print_c(r: dict) -> None:
     v = r.get("verify")
     if v:
         click.echo(f"  verified: {v['mismatches']} of {v['windows']} held-out windows differ from the integer reference")
+    t = r.get("target")
+    if t:
+        ram = (f"RAM {_kb(t['ram'])} (bss {_kb(t['bss'])} + data {_kb(t['rw_data'])} + stack {_kb(t['stack'])} measured)"
+               if "ram" in t else f"RAM {_kb(t['bss'] + t['rw_data'])} (bss + data; stack measured with --verify)")
+        click.echo(f"  {t['target']} ({t['cflags']}): flash {_kb(t['flash'])} (code {_kb(t['code'])}, constants "
+                   f"{_kb(t['rodata'])}), {ram}")
+        if "windows" in t:
+            click.echo(f"  {t['target']} on qemu {t['machine']}: {t['instructions_per_inference']:,} instructions per "
+                       f"inference (+-{t['instructions_error']}), {t['instructions_per_mac']} per MAC "
+                       f"({t['macs']:,} MACs); {t['mismatches']} of {t['windows']} held-out windows differ from the "
+                       "integer reference")
 
 
 @click.command("export-c", context_settings=CONTEXT)
@@ -86,10 +97,15 @@ def _print_c(r: dict) -> None:
 @click.option("--verify", is_flag=True,
               help="Also compile a harness and compare its logits with the integer reference on the checkpoint's "
                    "held-out windows (needs the corpus features, see --cache).")
+@click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="host", show_default=True,
+              help="cortex-m4: also cross-compile with arm-none-eabi-gcc and report flash and RAM; with --verify run "
+                   "the held-out windows on qemu-system-arm -M mps2-an386 and count instructions per inference.")
+@click.option("--dsp/--no-dsp", default=True, show_default=True,
+              help="With --target cortex-m4: use the DSP (SMLAD) kernels, or the portable C99 ones (-DGCLF_NO_DSP).")
 @cache_option
 @_force_option
 @json_option
-def export_c(model, out, measure, verify, cache, force, as_json):
+def export_c(model, out, measure, verify, target, dsp, cache, force, as_json):
     """Integer-only C99 inference (gclf_model.c/.h), bit-exact with the integer reference.
 
     Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
@@ -101,6 +117,10 @@ def export_c(model, out, measure, verify, cache, force, as_json):
     from gclf.backends.outdir import claim
     from gclf.checkpoint import checkpoint_paths
 
+    if target != "host":
+        from gclf.backends.c.target import require_tools, target_config
+
+        require_tools(target_config(target))                 # before anything is written
     out = _out(model, out, "export")
     claim(out, checkpoint_paths(model)[0], ["gclf_model.c", "gclf_model.h"], force)
     r = run(model, out, measure=measure)
@@ -108,10 +128,22 @@ def export_c(model, out, measure, verify, cache, force, as_json):
         from gclf.backends.c.build import verify_export
 
         r["verify"] = verify_export(model, out, cache)
+    if target != "host":
+        from gclf.backends.c.target import build_target, target_config, verify_export_target
+
+        cfg = target_config(target, dsp)
+        if verify:
+            r["target"] = verify_export_target(model, out, cache, cfg)
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="gclf-m4-") as tmp:
+                r["target"] = {k: v for k, v in build_target(out, tmp, cfg).items() if k != "elf"}
     emit_json(r) if as_json else _print_c(r)
-    if verify and r["verify"]["mismatches"]:
-        raise GclfError(f"the C differs from the integer reference on {r['verify']['mismatches']} of "
-                        f"{r['verify']['windows']} windows")
+    bad = [(k, r[k]) for k in ("verify", "target") if k in r and r[k].get("mismatches")]
+    if bad:
+        raise GclfError("the C differs from the integer reference: " + "; ".join(
+            f"{k}: {v['mismatches']} of {v['windows']} windows" for k, v in bad))
 
 
 COMMANDS = [export_weights, export_c]

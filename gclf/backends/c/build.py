@@ -48,16 +48,16 @@ def compile_object(c_path: str | Path, obj_path: str | Path, cc: str, flags=CFLA
     return obj
 
 
-def _berkeley(obj: Path) -> dict:
-    r = _run(["size", str(obj)], "size")
+def _berkeley(obj: Path, size: str = "size") -> dict:
+    r = _run([size, str(obj)], "size")
     text, data, bss = (int(v) for v in r.stdout.splitlines()[1].split()[:3])
     return {"text": text, "data": data, "bss": bss}
 
 
-def _sections(obj: Path) -> dict:
+def _sections(obj: Path, size: str = "size") -> dict:
     """code = .text*; rodata = .rodata* + .data.rel.ro* (constants: relocated pointers of the const layer
     descriptors land there in position-independent builds); rw_data = the other .data* / .sdata*."""
-    r = _run(["size", "-A", str(obj)], "size -A")
+    r = _run([size, "-A", str(obj)], "size -A")
     out = {"code": 0, "rodata": 0, "rw_data": 0}
     for line in r.stdout.splitlines():
         parts = line.split()
@@ -83,7 +83,7 @@ def _stack(su: Path) -> dict[str, int]:
     return out
 
 
-def c_sizes(obj_path: str | Path) -> dict:
+def c_sizes(obj_path: str | Path, size: str = "size") -> dict:
     """Sizes of an object file in bytes: text/data/bss (Berkeley ``size``), code/rodata/rw_data (sections),
     stack and static RAM.
 
@@ -93,9 +93,9 @@ def c_sizes(obj_path: str | Path) -> dict:
     obj = Path(obj_path)
     if not obj.is_file():
         raise GclfError(f"no object file at {obj}")
-    if not shutil.which("size"):
-        raise GclfError("binutils `size` is not installed: cannot measure the object")
-    sizes = {**_berkeley(obj), **_sections(obj)}
+    if not shutil.which(size):
+        raise GclfError(f"binutils `{size}` is not installed: cannot measure the object")
+    sizes = {**_berkeley(obj, size), **_sections(obj, size)}
     frames = _stack(obj.with_suffix(".su"))
     sizes["stack"] = sum(frames.values()) if frames else None
     sizes["stack_frames"] = frames
