@@ -80,15 +80,20 @@ def _check_available(name: str) -> None:
     """Skip (with the reason) an engine whose module or tool is missing."""
     import importlib
 
+    from benchmarks.engines import ENGINES
+
+    kinds = {k: v[1] for k, v in ENGINES.items()}
+
     needs = {"onnxruntime": ["gclf.backends.onnx.export", "onnxruntime"],
-             "ort-int8": ["gclf.backends.onnx.export", "onnxruntime.quantization"], "c": ["gclf.backends.c.generate"]}
+             "ort-int8": ["gclf.backends.onnx.export", "onnxruntime.quantization"],
+             "ort-qdq": ["gclf.backends.onnx.export", "onnxruntime"]}
     for mod in needs.get(name, []):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
             pytest.skip(f"{name}: {mod} is not available ({exc})")
-    if name == "c":
+    if kinds.get(name) == "c":
         from gclf.backends.c.build import find_cc
 
         if find_cc() is None:
-            pytest.skip("c: no C compiler (cc, gcc, clang or $CC) on this machine")
+            pytest.skip(f"{name}: no C compiler (cc, gcc, clang or $CC) on this machine")

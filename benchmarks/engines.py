@@ -27,7 +27,10 @@ ENGINES = {
     "w4a8": ("-q4a8", "gclf"),
     "chain": ("-c8-a-q8", "gclf"),
     "onnxruntime": ("", "ort"),
+    "ort-qdq": ("-q8", "ort-qdq"),
     "c": ("-c8-a-q8", "c"),
+    "c-w8a8": ("-q8", "c"),
+    "c-w4a8": ("-q4a8", "c"),
     "ort-int8": ("", "ort-int8"),
     "torch-dynamic-int8": ("", "torch-dynamic"),
 }
@@ -143,10 +146,15 @@ def quantize_onnx_int8(src: Path, out: Path) -> Path:
 
 
 def ort_engine(name: str, cks: list[dict], windows: list, tmp: Path, int8: bool) -> Engine:
-    """ONNX Runtime (one thread, CPU) on the float export, or on ORT's dynamic int8 of it."""
+    """ONNX Runtime (one thread, CPU) on the float export, on ORT's dynamic int8 of it, or (a fixed-point
+    checkpoint) on gclf's own QDQ export of it (ORT's default QDQ fusions on)."""
+    from gclf.checkpoint import chain_of
+    from gclf.graph.chain import label as chain_label
+
     folds, paths = [], []
+    qdq = chain_of(cks[0])[-1].kind == "quantize"
     for i, (ck, ws) in enumerate(zip(cks, windows), start=1):
-        path = tmp / f"fold{i}.onnx"                           # exported once, shared by both ORT engines
+        path = tmp / (f"qdq-fold{i}.onnx" if qdq else f"fold{i}.onnx")   # the float export: shared by two engines
         if not path.is_file():
             export_float_onnx(ck, ws, path)
         if int8:
@@ -155,12 +163,16 @@ def ort_engine(name: str, cks: list[dict], windows: list, tmp: Path, int8: bool)
         paths.append(path)
         folds.append(Fold(prob=lambda s=sess, x=x: softmax_female(s.run(["logits"], {"mfcc": x})[0]),
                           one=lambda s=sess, x1=x1: softmax_female(s.run(["logits"], {"mfcc": x1})[0]), ws=ws))
-    label = "ONNX Runtime dynamic int8 (float model)" if int8 else "ONNX Runtime (float model)"
+    chain = chain_label(chain_of(cks[0])) if qdq else "float"
+    label = ("ONNX Runtime dynamic int8 (float model)" if int8 else
+             f"ONNX Runtime QDQ ({chain})" if qdq else "ONNX Runtime (float model)")
     notes = {"scope": "session.run of one window + softmax; whole evaluation: one run per fold",
              "weight_bytes_note": "bytes of the ONNX initializers (includes InputNorm's 320 B of constants)"}
     if int8:
         notes["quantization"] = "quant_pre_process, then quantize_dynamic(weight_type=QInt8)"
-    return Engine(name, label, "onnxruntime " + _ort_version() + " (1 thread)", "float", "peer",
+    if qdq:
+        notes["quantization"] = "gclf.backends.onnx.export of the fixed-point checkpoint (QDQ), ORT fusions on"
+    return Engine(name, label, "onnxruntime " + _ort_version() + " (1 thread)", chain, "peer",
                   onnx_initializer_bytes(paths[0]), folds, notes)
 
 
@@ -219,7 +231,7 @@ def build_engine(name: str, runs: dict[str, Path], cache_root: Path, tmp: Path) 
     windows = [heldout_windows(ck, utts) for ck in cks]
     if kind == "gclf":
         return gclf_engine(name, cks, windows)
-    if kind in ("ort", "ort-int8"):
+    if kind in ("ort", "ort-int8", "ort-qdq"):
         out = tmp / "onnx"
         out.mkdir(parents=True, exist_ok=True)
         return ort_engine(name, cks, windows, out, kind == "ort-int8")
@@ -227,4 +239,4 @@ def build_engine(name: str, runs: dict[str, Path], cache_root: Path, tmp: Path) 
         return torch_dynamic_engine(name, cks, windows)
     from benchmarks.cinfer import c_engine
 
-    return c_engine(name, cks, windows, tmp / "c")
+    return c_engine(name, cks, windows, tmp / name)

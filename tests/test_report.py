@@ -129,3 +129,25 @@ def test_step_labels(chain_runs):
     assert step_label([Train()]) == "float"
     assert step_label([Train(), Quantize(QuantConfig(bits=4, act_bits=8), spec)]) == "W4/A8"
     assert step_label([Train(), Quantize(QuantConfig(bits=8, weights_only=True), spec)]) == "W8 weights-only"
+
+
+def test_cortex_m4_and_side_by_side_tables_from_a_benchmark_json(tmp_path):
+    m4 = {"instructions_per_inference": 504400, "instructions_error": 40, "instructions_per_mac": 1.77,
+          "macs": 284992, "flash": 17256, "code": 1888, "rodata": 15368, "ram": 14570, "bss": 14494, "stack": 76,
+          "windows": 64, "mismatches": 0, "cflags": "-mcpu=cortex-m4 -O2", "machine": "mps2-an386"}
+    side = {"side_by_side_us": {"C -O2 (W8/A8)": 13.0, "ONNX Runtime, float model": 52.0},
+            "side_by_side_ratio_to_onnxruntime_float": {"C -O2 (W8/A8)": 0.25, "ONNX Runtime, float model": 1.0},
+            "side_by_side_note": "one run"}
+    dev = _bench("m4-w8a8", "W8/A8", "chain", "cortex-m4", 1.0)
+    dev["extra_info"].update(m4)
+    data = {"benchmarks": [dev,
+                           _bench("c-w8a8", "W8/A8", "peer", "batch1", 1.3e-5, runtime="C via ctypes"),
+                           _bench("side-by-side", "W8/A8", "peer", "side-by-side", 1.3e-5, **side)]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    r = build_report([], bench_json=path)
+    assert [row["step"] for row in r["rows"]] == ["c-w8a8"]           # the device and side-by-side rows are tables
+    (d,) = r["device"]
+    assert d["instructions_per_inference"] == 504400 and d["x86_c_us"] == pytest.approx(13.0)
+    assert "| W8/A8 | 504,400 ± 40 | 1.77 | 17,256 | 14,570 (14,494 + 0 + 76) | 13.0 | 64 of 64 windows |" in r["markdown"]
+    assert "| C -O2 (W8/A8) | 13.0 | 0.25 |" in r["markdown"] and r["side_by_side"]["note"] == "one run"

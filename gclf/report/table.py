@@ -230,6 +230,56 @@ def _fill_timing(row: Row, ms: dict[str, dict]) -> Row:
     return row
 
 
+def device_rows(bench: list[dict]) -> list[dict]:
+    """One row per fixed-point chain measured on the emulated Cortex-M4 (``measure == "cortex-m4"``), with the
+    x86 batch-1 latency of the same chain's C when the benchmark has it."""
+    x86 = {}
+    for b in bench:
+        info = b["extra_info"]
+        if info.get("measure") == "batch1" and info.get("runtime") == "C via ctypes":
+            x86[info.get("chain")] = _per_window_us(b)
+    keys = ("instructions_per_inference", "instructions_error", "instructions_per_mac", "macs", "flash", "code",
+            "rodata", "ram", "bss", "stack", "windows", "mismatches", "cflags", "machine")
+    out = []
+    for b in bench:
+        info = b["extra_info"]
+        if info.get("measure") == "cortex-m4":
+            out.append({"chain": info.get("chain", ""), **{k: info.get(k) for k in keys},
+                        "x86_c_us": x86.get(info.get("chain")), "source": f"benchmark: {info['step']}"})
+    return out
+
+
+def side_by_side(bench: list[dict]) -> dict | None:
+    """The one-run comparison at batch 1 (``measure == "side-by-side"``): µs and ratios to ORT float."""
+    for b in bench:
+        info = b["extra_info"]
+        if info.get("measure") == "side-by-side":
+            return {"us": info.get("side_by_side_us") or {},
+                    "ratio": info.get("side_by_side_ratio_to_onnxruntime_float") or {},
+                    "note": info.get("side_by_side_note", "")}
+    return None
+
+
+def device_markdown(rows: list[dict]) -> str:
+    head = ["chain", "instructions / inference", "per MAC", "flash B", "RAM B (bss + data + stack)",
+            "x86 C µs, batch 1", "logits equal to the reference"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["chain"], f"{_num(r['instructions_per_inference'], ',d')} ± {r['instructions_error']}",
+            _num(r["instructions_per_mac"], ".2f"), _num(r["flash"], ",d"),
+            f"{_num(r['ram'], ',d')} ({_num(r['bss'], ',d')} + 0 + {_num(r['stack'], ',d')})",
+            _num(r["x86_c_us"], ",.1f"), f"{r['windows'] - r['mismatches']} of {r['windows']} windows"]) + " |")
+    return "\n".join(lines)
+
+
+def side_markdown(side: dict) -> str:
+    lines = ["| runtime (batch 1, one thread, one run) | µs / window | ratio to ONNX Runtime float |", "|---|---|---|"]
+    for k, v in side["us"].items():
+        lines.append(f"| {k} | {v:,.1f} | {_num(side['ratio'].get(k), '.2f')} |")
+    return "\n".join(lines)
+
+
 # ---- the report -------------------------------------------------------------------------------------
 def build_report(runs: list[str | Path], bench_json: str | Path | None = None, latency: bool = True,
                  evaluate: bool = False, cache_root: str | Path = "pkl_data") -> dict:
@@ -241,7 +291,15 @@ def build_report(runs: list[str | Path], bench_json: str | Path | None = None, l
     rows = [row_for_run(f, latency and not bench, evaluate, cache_root) for f in folders]
     if bench:
         rows = merge_bench(rows, bench)
-    return {"rows": [asdict(r) for r in rows], "markdown": markdown_table(rows),
+    device, side = device_rows(bench), side_by_side(bench)
+    md = markdown_table(rows)
+    if side:
+        md += "\n\nSide by side, " + side["note"] + ":\n\n" + side_markdown(side)
+    if device:
+        md += ("\n\nOn an emulated Cortex-M4 (arm-none-eabi-gcc " + (device[0]["cflags"] or "") + ", qemu "
+               + (device[0]["machine"] or "") + ", instructions counted with -icount; flash = code + constants):\n\n"
+               + device_markdown(device))
+    return {"rows": [asdict(r) for r in rows], "markdown": md, "device": device, "side_by_side": side,
             "latency": "pytest-benchmark JSON" if bench else ("timeit" if latency else None)}
 
 
