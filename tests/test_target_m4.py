@@ -88,6 +88,25 @@ def test_portable_kernels_agree_with_the_dsp_ones(chain_runs, utts, tmp_path):
     assert dsp["instructions_min"] != portable["instructions_min"]
 
 
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+def test_other_optimisation_levels_and_cpus(chain_runs, utts, tmp_path, opt):
+    """Unoptimised builds take the SMLAD intrinsics instead of the inline-assembly loop (too few registers):
+    bit-exact too; the C also compiles for a Cortex-M0 (no DSP) and a Cortex-M7 with the hard-float ABI."""
+    from dataclasses import replace
+
+    model, spec, x = _fold1(chain_runs["q8"], utts)
+    files, _ = generate_c(model, spec)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    cfg = replace(TargetConfig(), cflags=(*TargetConfig().cflags[:-1], opt))
+    r = measure_target(model, spec, tmp_path, IntegerReference(model, spec).quantize_input(x[:4]), cfg)
+    assert r["mismatches"] == 0 and opt in r["cflags"]
+    for cpu in (["-mcpu=cortex-m0", "-mthumb"], ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"]):
+        p = subprocess.run([cfg.cc, *cpu, *cfg.cflags[:-1], opt, "-c", str(tmp_path / "gclf_model.c"), "-o",
+                            str(tmp_path / "m.o")], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[:1000]
+
+
 def test_odd_shapes_and_wide_accumulators_on_the_m4(tmp_path):
     """Odd patch length, odd channel and step counts (every tail of the 2 x 2 blocks), a strided conv; and a
     W16/A16 spec whose accumulators are int64_t (the generic kernels, 64-bit shifts on a 32-bit CPU)."""

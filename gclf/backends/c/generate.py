@@ -165,6 +165,7 @@ class Tensor:
 
     expr: str
     shape: tuple[int, ...]
+    channel_major: bool = False         # only the host's input x[C][T], and only for an op that reads it so
 
 
 class Context:
@@ -293,6 +294,11 @@ class CHandler:
     needs: tuple[str, ...] = ()
 
     @staticmethod
+    def reads_channel_major(ctx: Context, op: Op) -> bool:
+        """Whether, as the first op, it reads the host's channel-major input itself (no transposed copy)."""
+        return False
+
+    @staticmethod
     def bound(ctx: Context, op: Op) -> tuple[int, int]:
         """(largest |partial sum| its accumulators can reach, in LSB; largest left shift applied to an
         accumulator term by a multiplication in gclf_acc_t). (0, 0): no accumulator."""
@@ -389,6 +395,10 @@ class _Affine(CHandler):
 @HANDLERS.register(Conv1d)
 class _Conv1d(_Affine):
     @staticmethod
+    def reads_channel_major(ctx, op):
+        return ctx.pair                         # it widens its input into the scratch anyway: transpose there
+
+    @staticmethod
     def macs(op, in_shape, out_shape):
         return op.out_channels * op.in_channels * op.kernel * out_shape[1]
 
@@ -406,13 +416,18 @@ class _Conv1d(_Affine):
         f = _Affine.fields(ctx, op, rs, "o")
         common = dict(f, c_in=C, c_out=O, k=K, stride=op.stride, t_in=t_in, t_out=t_out, b=b, step=op.stride * C)
         if ctx.pair:
-            kp = kc + kc % 2
+            kp = -(-kc // 8) * 8
             ctx.array(sym, "int16_t", np.pad(w, ((0, 0), (0, kp - kc))),
                       note + f"\n/* as int16 for the paired products, rows zero-padded to {kp} */")
-            ctx.scratch16 = max(ctx.scratch16, t_in * C + 1)
+            ctx.scratch16 = max(ctx.scratch16, t_in * C + kp - kc)
             ctx.need("pair")
             rs1 = f["rs"].replace("[o]", "[o + 1]")
-            ctx.function("ops/conv1d_pair.c.tmpl", **common, w=sym, kp=kp, n_in=t_in * C, rs0=f["rs"], rs1=rs1,
+            widen = (f"for (int c = 0; c < {C}; c++)\n        for (int i = 0; i < {t_in}; i++)\n"
+                     f"            xs[i * {C} + c] = (int16_t)x[c * {t_in} + i];   /* the host's x[c][t], transposed */"
+                     if x.channel_major else f"for (int i = 0; i < {t_in * C}; i++)\n        xs[i] = (int16_t)x[i];")
+            ctx.function("ops/conv1d_pair.c.tmpl", **common, w=sym, kp=kp, n_in=t_in * C, n_pad=t_in * C + kp - kc,
+                         rs0=f["rs"], rs1=rs1,
+                         widen=widen,
                          relu4=_relu(op.relu, [f"s[{i}]" for i in range(4)], 12),
                          relu2=_relu(op.relu, ["s0", "s1"], 12), relu1=_relu(op.relu, ["s0"], 12))
             kernel = "paired int16 products, 2 outputs x 2 steps per block (SMLAD with __ARM_FEATURE_DSP)"
@@ -559,10 +574,14 @@ def _reference(model, spec):
 
 
 def _input(ctx: Context, shape: tuple[int, int]) -> tuple[Tensor, list[str]]:
-    """The input as a time-major tensor: x itself when one of its dimensions is 1, else a transposed copy."""
+    """The input as a time-major tensor: x itself when one of its dimensions is 1 or when the first op reads
+    it channel-major itself (:meth:`CHandler.reads_channel_major`), else a transposed copy."""
     c, t = shape
     if min(c, t) == 1:
         return Tensor("&x[0][0]", shape), []
+    first = next((op for op in ctx.graph.ops if not isinstance(op, Norm)), None)
+    if first is not None and HANDLERS[first].reads_channel_major(ctx, first):
+        return Tensor("&x[0][0]", shape, channel_major=True), []
     buf = ctx.buffer("gclf_buf_input", c * t)
     return Tensor(buf, shape), [f"    /* the input, time-major: {buf}[t * {c} + c] = x[c][t] */",
                                 f"    for (int t = 0; t < {t}; t++)", f"        for (int c = 0; c < {c}; c++)",
@@ -581,7 +600,8 @@ def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str
     for op, shape in zip(graph.ops, graph.shapes()):
         h = HANDLERS[op]
         n = h.out_elems(op, x.shape, tuple(shape))
-        y = Tensor(ctx.buffer("gclf_buf_" + c_ident(op.name), n) if n is not None else x.expr, tuple(shape))
+        y = (Tensor(ctx.buffer("gclf_buf_" + c_ident(op.name), n), tuple(shape)) if n is not None
+             else Tensor(x.expr, tuple(shape), x.channel_major))
         op_macs = h.macs(op, x.shape, tuple(shape))
         macs += op_macs
         ctx.info[op.name] = {"kind": op.kind, "out_shape": list(shape), "buffer": y.expr, "macs": op_macs}
