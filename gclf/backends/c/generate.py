@@ -45,6 +45,7 @@ from gclf.graph.registry import Registry
 
 TEMPLATES = Path(__file__).with_name("templates")
 ROUNDING_IDS = {"floor": 0, "half_up": 1, "half_away": 2, "half_even": 3}
+CONV_CHUNK = 16         # output steps per widened chunk of a paired convolution (RAM: its input rows as int16)
 MAX_SHIFT = 62
 HANDLERS = Registry("C")
 
@@ -416,20 +417,23 @@ class _Conv1d(_Affine):
         f = _Affine.fields(ctx, op, rs, "o")
         common = dict(f, c_in=C, c_out=O, k=K, stride=op.stride, t_in=t_in, t_out=t_out, b=b, step=op.stride * C)
         if ctx.pair:
-            kp = -(-kc // 8) * 8
+            kp, chunk = -(-kc // 8) * 8, min(CONV_CHUNK, t_out)
             ctx.array(sym, "int16_t", np.pad(w, ((0, 0), (0, kp - kc))),
                       note + f"\n/* as int16 for the paired products, rows zero-padded to {kp} */")
-            ctx.scratch16 = max(ctx.scratch16, t_in * C + kp - kc)
+            ctx.scratch16 = max(ctx.scratch16, ((chunk - 1) * op.stride + K) * C + kp - kc)
             ctx.need("pair")
             rs1 = f["rs"].replace("[o]", "[o + 1]")
-            widen = (f"for (int c = 0; c < {C}; c++)\n        for (int i = 0; i < {t_in}; i++)\n"
-                     f"            xs[i * {C} + c] = (int16_t)x[c * {t_in} + i];   /* the host's x[c][t], transposed */"
-                     if x.channel_major else f"for (int i = 0; i < {t_in * C}; i++)\n        xs[i] = (int16_t)x[i];")
-            ctx.function("ops/conv1d_pair.c.tmpl", **common, w=sym, kp=kp, n_in=t_in * C, n_pad=t_in * C + kp - kc,
+            first = f"t0 * {op.stride}"
+            widen = (f"for (int c = 0; c < {C}; c++)     /* the host's x[c][t], transposed */\n"
+                     f"            for (int r = 0; r < rows; r++)\n"
+                     f"                xs[r * {C} + c] = (int16_t)x[c * {t_in} + {first} + r];"
+                     if x.channel_major else f"for (int i = 0; i < rows * {C}; i++)\n"
+                                             f"            xs[i] = (int16_t)x[{first} * {C} + i];")
+            ctx.function("ops/conv1d_pair.c.tmpl", **common, w=sym, kp=kp, chunk=chunk, pad=kp - kc,
                          rs0=f["rs"], rs1=rs1,
                          widen=widen,
-                         relu4=_relu(op.relu, [f"s[{i}]" for i in range(4)], 12),
-                         relu2=_relu(op.relu, ["s0", "s1"], 12), relu1=_relu(op.relu, ["s0"], 12))
+                         relu4=_relu(op.relu, [f"s[{i}]" for i in range(4)], 16),
+                         relu2=_relu(op.relu, ["s0", "s1"], 16), relu1=_relu(op.relu, ["s0"], 16))
             kernel = "paired int16 products, 2 outputs x 2 steps per block (SMLAD with __ARM_FEATURE_DSP)"
         else:
             ctx.array(sym, c_type(ctx.w_bits), w, note)
