@@ -55,6 +55,7 @@ def test_side_by_side(benchmark, engines):
     benchmark.extra_info.update({
         "step": "side-by-side", "measure": "side-by-side", "source": "peer",
         "side_by_side_us": {SIDE[k]: round(v, 2) for k, v in us.items()},
+        "side_by_side_c_chains": {e.chain: round(us[k], 2) for k, e in built.items() if k.startswith("c")},
         "side_by_side_ratio_to_onnxruntime_float": ({SIDE[k]: round(v / base, 3) for k, v in us.items()}
                                                     if base else None),
         "side_by_side_note": "median µs per call over 7 interleaved timeit rounds in this one test; C: one gclf_infer "

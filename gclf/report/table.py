@@ -234,10 +234,14 @@ def device_rows(bench: list[dict]) -> list[dict]:
     """One row per fixed-point chain measured on the emulated Cortex-M4 (``measure == "cortex-m4"``), with the
     x86 batch-1 latency of the same chain's C when the benchmark has it."""
     x86 = {}
+    for b in bench:                     # the side-by-side run's C figures, else the C's batch-1 benchmarks
+        info = b["extra_info"]
+        if info.get("measure") == "side-by-side":
+            x86.update(info.get("side_by_side_c_chains") or {})
     for b in bench:
         info = b["extra_info"]
         if info.get("measure") == "batch1" and info.get("runtime") == "C via ctypes":
-            x86[info.get("chain")] = _per_window_us(b)
+            x86.setdefault(info.get("chain"), _per_window_us(b))
     keys = ("instructions_per_inference", "instructions_error", "instructions_per_mac", "macs", "flash", "code",
             "rodata", "ram", "bss", "stack", "windows", "mismatches", "cflags", "machine")
     out = []
