@@ -189,3 +189,20 @@ def test_cli_json_sizes_and_verify(chain_runs, tmp_path, cc):
     r = CliRunner().invoke(export_c_cmd, ["--model", str(chain_runs["q8"]), "--out", str(tmp_path / "q")])
     assert r.exit_code == 0 and "static RAM" in r.output and (tmp_path / "q" / "gclf_model.h").is_file()
     assert all(p.help for p in export_c_cmd.params if isinstance(p, click.Option))
+
+
+def test_cortex_m4_target_without_its_tools_is_a_one_line_error(chain_runs, tmp_path, monkeypatch, capsys):
+    """No arm-none-eabi-gcc / qemu-system-arm: through main(), exit status 2, one line naming the apt-get
+    packages, and nothing written."""
+    import gclf.backends.c.target as target
+    from gclf.cli import main
+
+    monkeypatch.setattr(target.shutil, "which", lambda name: None)
+    monkeypatch.setattr("sys.argv", ["gclf", "export-c", "--model", str(chain_runs["q8"]), "--out",
+                                     str(tmp_path / "m4"), "--target", "cortex-m4", "--verify"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm" in err
+    assert not (tmp_path / "m4").exists()
