@@ -154,6 +154,7 @@ static int gclf_segment(const int32_t *breaks, int n, int64_t a)
 
 # shared support code, emitted once (in this order) when a used kind's handler needs it
 SUPPORT = {"requant": lambda ctx: primitives_c(ctx.spec.rounding),
+           "dsp": lambda ctx: render("support_dsp.c.tmpl"),
            "pair": lambda ctx: render("support_pair.c.tmpl", scratch=ctx.scratch16),
            "segment": lambda ctx: SEGMENT_FN}
 
@@ -194,6 +195,11 @@ class Context:
     @property
     def acc_ctype(self) -> str:
         return "int32_t" if self.acc32 else "int64_t"
+
+    @property
+    def bytes_pair(self) -> bool:
+        """int8 weights and activations into int32 accumulators: dense dot products take 4 bytes a load."""
+        return self.acc32 and self.w_bits <= 8 and self.spec.act_bits <= 8
 
     @property
     def pair(self) -> bool:
@@ -259,9 +265,17 @@ class Context:
         else:
             n_out, n_in = wq.ints.shape
             self.array(sym, wt, wq.ints, tensor_comment(path + ".weight", wq).rstrip())
-            body = [f"    const gclf_w_t *w = {sym} + r * {n_in};", "    gclf_acc_t acc = 0;",
-                    f"    for (int c = 0; c < {n_in}; c++)", "        acc += (gclf_acc_t)w[c] * x[c];",
-                    "    return acc;"]
+            body = [f"    const gclf_w_t *w = {sym} + r * {n_in};", "    gclf_acc_t acc = 0;"]
+            plain = [f"    for (int c = 0; c < {n_in}; c++)", "        acc += (gclf_acc_t)w[c] * x[c];"]
+            if self.bytes_pair and n_in % 4 == 0:       # int8 x int8: SXTB16 pairs bytes 0/2 and 1/3 of both
+                self.need("dsp")
+                body += ["#if GCLF_DSP", f"    for (int c = 0; c < {n_in}; c += 4) {{",
+                         "        const int32_t wv = gclf_ld4(w + c), xv = gclf_ld4(x + c);",
+                         "        acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);",
+                         "        acc = __smlad(gclf_sxtb16_ror8(wv), gclf_sxtb16_ror8(xv), acc);", "    }",
+                         "#else", *plain, "#endif", "    return acc;"]
+            else:
+                body += [*plain, "    return acc;"]
             what = f"dense ({n_out}, {n_in}) row-major"
         self.funcs += [f"/* {path}: {what} */", f"static inline gclf_acc_t {fn}(int r, const gclf_act_t *x)", "{",
                        *body, "}", ""]
@@ -421,7 +435,7 @@ class _Conv1d(_Affine):
             ctx.array(sym, "int16_t", np.pad(w, ((0, 0), (0, kp - kc))),
                       note + f"\n/* as int16 for the paired products, rows zero-padded to {kp} */")
             ctx.scratch16 = max(ctx.scratch16, ((chunk - 1) * op.stride + K) * C + kp - kc)
-            ctx.need("pair")
+            ctx.need("dsp", "pair")
             rs1 = f["rs"].replace("[o]", "[o + 1]")
             first = f"t0 * {op.stride}"
             widen = (f"for (int c = 0; c < {C}; c++)     /* the host's x[c][t], transposed */\n"
