@@ -175,3 +175,33 @@ def test_odd_shapes_take_every_tail_of_the_paired_kernels(rounding, tmp_path, cc
                             x, tmp_path, cc)
     assert rep["paired_products"] and "zero-padded to 16" in (tmp_path / "gclf_model.c").read_text()
     assert rep["macs"] == 7 * 15 * 23 + 5 * 21 * 11 + 25 * 3
+
+
+def test_no_out_of_bounds_access_under_asan(tmp_path, cc):
+    """The paired kernels read whole padded patches from a chunked scratch and the circulant rows read reversed
+    vectors in two segments: AddressSanitizer (with UBSan) on odd shapes, a strided conv with many chunks and a
+    circulant PWL LSTM, with saturating inputs."""
+    flags = (*STRICT, "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+    probe = subprocess.run([cc, *flags, "-x", "c", "-o", str(tmp_path / "p"), "-"], input="int main(void){return 0;}",
+                           capture_output=True, text=True)
+    if probe.returncode != 0 or subprocess.run([str(tmp_path / "p")], capture_output=True).returncode != 0:
+        pytest.skip("the C compiler has no working -fsanitize=address")
+    graph = build_graph("raw_conv")
+    net = _net(graph)
+    x = _windows(graph, 4, 0.3)
+    (tmp_path / "raw").mkdir()
+    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8), x).spec, x, tmp_path / "raw", cc, flags=flags)
+    graph = _mixed_graph()
+    net = _net(graph, 1)
+    compress_(net, CompressConfig(4, layers=("fc", "lstm")))
+    approx_(net, ApproxConfig("plan", "pwl16"))
+    x = _windows(graph, 8, 1.0, 1)
+    (tmp_path / "mixed").mkdir()
+    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8), x).spec, x, tmp_path / "mixed", cc, flags=flags)
+    ops = (Norm("norm", 5), Conv1d("c1", 5, 7, 3), Conv1d("c2", 7, 5, 3, stride=2, relu=False), MaxPool("p", 2),
+           Flatten("f"), Linear("out", 25, 3))
+    graph = Graph("odd", (5, 25), ops, ("a", "b", "c"))
+    net = _net(graph, 3)
+    x = _windows(graph, 8, 1.0, 3)
+    (tmp_path / "odd").mkdir()
+    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8), x).spec, x, tmp_path / "odd", cc, flags=flags)
