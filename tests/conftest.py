@@ -69,11 +69,13 @@ def synth_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
+def synth_features(_work_in_tmp, synth_corpus, librosa_warm):
+    """Features of ``synth_corpus`` in the session's default cache (./pkl_data of the session's folder), where
+    the steps find them by corpus identity, as they would after `gclf extract`."""
     from gclf.data.features import FeatureConfig
     from gclf.data.pipeline import corpus_features
 
-    utts, info = corpus_features(synth_corpus, FeatureConfig(), tmp_path_factory.mktemp("cache"), workers=2)
+    utts, info = corpus_features(synth_corpus, FeatureConfig(), Path.cwd() / "pkl_data", workers=2)
     return utts, info
 
 
