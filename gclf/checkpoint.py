@@ -55,7 +55,7 @@ def _load_error(path: Path, exc: Exception) -> GclfError:
     text = str(exc)
     if path.stat().st_size == 0:
         return GclfError(f"{path}: empty file (0 bytes), not a checkpoint")
-    glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    glob = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
     if glob or isinstance(exc, pickle.UnpicklingError) and "weights_only" in text.lower():
         what = glob.group(1) if glob else "code"
         return GclfError(f"{path}: refused, the file asks to load {what}; gclf only reads plain tensors and data "
@@ -98,6 +98,8 @@ def checkpoint_paths(path: str | Path, include_final: bool = False) -> list[Path
     if not path.is_dir():
         raise GclfError(f"no model at {path}: give a checkpoint file or a run folder from `gclf train`")
     man = check_run(path)
+    for n in man["checkpoints"]:          # each must belong to this run (a file of another run, renamed, does not)
+        load_checkpoint(path / n)
     names = [n for n in man["checkpoints"] if n != "final.pt" or include_final]
     return [path / n for n in names]
 
