@@ -5,12 +5,14 @@ A checkpoint is a plain dict (loadable with ``torch.load(weights_only=True)``)::
     {"gclf": 2, "graph": {...}, "feature_config": {...}, "state_dict": {...},
      "chain": [{"step": "train", ...}, {"step": "compress", "block": 8, ...}, ...],
      "split": {"fold": 1, "folds": 5, "test_speakers": [...], "val_speakers": [...], "train_speakers": [...]},
-     "corpus": "/path/to/LibriSpeech", "metrics": {...}}
+     "corpus": {"name": "LibriSpeech", "id": "<hash of utterance ids and sexes>", "utterances": 251},
+     "metrics": {...}, "run_id": "<the run folder's id, see gclf.manifest>"}
 
 The graph and chain are stored in the dict forms of :mod:`gclf.graph.serial`; :func:`graph_of`,
 :func:`chain_of` and :func:`quant_of` give them typed. Format-1 files (the CNN-LSTM before the graph) are
 upgraded when read. A *model path* on the command line is a checkpoint file or a run folder of ``fold*.pt``
-files (one per cross-validation fold, each knowing its held-out speakers), optionally with ``final.pt``.
+files (one per cross-validation fold, each knowing its held-out speakers), optionally with ``final.pt``, whose
+``manifest.json`` must list exactly those files (:mod:`gclf.manifest`).
 """
 from __future__ import annotations
 

@@ -114,11 +114,19 @@ def trained_run(synth_features, tmp_path_factory):
     return out, result
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (e.g. the README's headline figure on real data)")
+
+
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"real LibriSpeech not found at {REAL_DATA} (set GCLF_DATA)")
+    skip_slow = pytest.mark.skip(reason="slow: run with --slow (make reproduce)")
     for item in items:
         if "realdata" in item.keywords and not (REAL_DATA / "SPEAKERS.TXT").is_file():
             item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--slow"):
+            item.add_marker(skip_slow)
 
 
 @pytest.fixture(scope="session")

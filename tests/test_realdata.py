@@ -40,3 +40,27 @@ def test_short_real_cv_generalises_to_unseen_speakers(real_features, tmp_path):
                   info["corpus"])
     assert r["accuracy_utterance_mean"] >= 0.88, r
     assert r["accuracy_window_mean"] >= 0.85, r
+
+
+@pytest.mark.slow
+def test_readme_headline_float_figure_reproduces(tmp_path, monkeypatch, capsys):
+    """`gclf train` with its defaults on librispeech-251 gives exactly the README's first row (float CNN-LSTM,
+    utterance mean ± std and window accuracy, to the README's 0.1 point). Read from the README itself, so the
+    README cannot drift from what the locked environment computes. Slow (~1 min): `pytest tests --slow`."""
+    import json
+    import re
+    import sys
+    from pathlib import Path
+
+    from gclf.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"^\| float CNN-LSTM[^|]*\| ([\d.]+) % ± ([\d.]+) \| ([\d.]+) % \|", readme, re.M)
+    assert m, "the README's results table has no float CNN-LSTM row"
+    monkeypatch.setattr(sys, "argv", ["gclf", "train", "--data", str(REAL_DATA), "--out", str(tmp_path / "model"),
+                                      "--cache", str(tmp_path / "pkl_data"), "--json"])
+    main()
+    r = json.loads(capsys.readouterr().out)
+    got = (f"{100 * r['accuracy_utterance_mean']:.1f}", f"{100 * r['accuracy_utterance_std']:.1f}",
+           f"{100 * r['accuracy_window_mean']:.1f}")
+    assert got == m.groups(), f"README says {m.groups()}, this environment computes {got}"
