@@ -208,7 +208,8 @@ def test_steps_find_moved_data_through_the_cache_or_data(moved_run, synth_corpus
     shutil.rmtree(cache)
     for cmd in (["compress", "--model", run, "--block", "2", "--finetune-epochs", "1", "--out", tmp_path / "cmp"],
                 ["approx", "--model", run, "--finetune-epochs", "1", "--out", tmp_path / "apx"],
-                ["evaluate", "--model", run]):
+                ["evaluate", "--model", run],
+                ["report", run, "--evaluate", "--no-latency", "--out", tmp_path / "rep"]):
         code, _, err = gclf(cmd + ["--cache", cache, "--json"], monkeypatch, capsys, env={"GCLF_DATA": str(moved)})
         assert code == 0, (cmd, err)
     code, _, err = gclf(["export-c", "--model", tmp_path / "q4", "--verify", "--no-measure", "--cache",
@@ -328,3 +329,12 @@ def test_training_reports_progress_every_epoch(synth_corpus, monkeypatch, capsys
         for epoch in (1, 2):
             assert f"{fold} epoch {epoch}/2: train loss" in err
     assert "val loss" in err
+
+
+def test_the_demo_runs_twice_in_the_same_folder(tmp_path, librosa_warm):
+    """`make demo` twice: the demo replaces its own run (train_run with force) instead of refusing."""
+    from gclf.demo import run_demo
+
+    for _ in range(2):
+        r = run_demo(tmp_path, speakers=8, folds=2, epochs=1, say=lambda m: None)
+        assert len(r["train"]["folds"]) == 2
