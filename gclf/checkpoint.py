@@ -62,8 +62,9 @@ def _load_error(path: Path, exc: Exception) -> GclfError:
         what = glob.group(1) if glob else "code"
         return GclfError(f"{path}: refused, the file asks to load {what}; gclf only reads plain tensors and data "
                          "from checkpoints (weights_only=True) and never runs code from them")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), exc.__class__.__name__)
-    return GclfError(f"{path}: not a loadable gclf checkpoint ({first[:160]})")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return GclfError(f"{path}: not a torch checkpoint file ({exc.__class__.__name__}"
+                     + (f": {first[:160]}" if first and not isinstance(exc, KeyError) else "") + ")")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -175,7 +176,10 @@ def build_float_model(ck: dict):
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as exc:
-        raise GclfError(f"the checkpoint's weights do not fit its graph ({str(exc).splitlines()[0][:160]}); "
-                        "rerun `gclf train`") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                   lines[0] if lines else "")
+        raise GclfError(f"the checkpoint's weights do not fit its graph ({why[:200]}); rerun the command that "
+                        "wrote it") from None
     model.eval()
     return model

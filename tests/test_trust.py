@@ -65,6 +65,9 @@ def test_steps_apply_to_final_and_exports_take_it(final_run, monkeypatch, capsys
     assert len(r["folds"]) == 2 and r["final"]["checkpoint"] == "final.pt"   # figures: the folds only
     before, after = load_checkpoint(final_run / "final.pt"), load_checkpoint(tmp_path / "m-c2" / "final.pt")
     assert [s.__class__.__name__ for s in chain_of(after)] == ["Train", "Compress"]
+    man, src = (json.loads((d / "manifest.json").read_text()) for d in (tmp_path / "m-c2", final_run))
+    assert man["parent"] == src["run_id"] != man["run_id"] == after["run_id"] and man["complete"]
+    assert man["checkpoints"] == ["fold1.pt", "fold2.pt", "final.pt"] and man["chain"] == ["train", "compress"]
     assert after["split"]["test_speakers"] == [] and after["split"] == before["split"]
     code, out, err = gclf(["quantize", "--model", tmp_path / "m-c2", "--bits", "8", "--out", q, "--json"],
                           monkeypatch, capsys)
@@ -99,7 +102,13 @@ def test_exports_of_a_run_without_final_say_they_use_fold1(trained_run, monkeypa
 def test_train_refuses_a_non_empty_folder_then_force_replaces_it(synth_corpus, monkeypatch, capsys, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", synth_corpus, "--out", out, "--epochs", "1", "--json"]
-    assert gclf(args + ["--folds", "3"], monkeypatch, capsys)[0] == 0
+    code, stdout, _ = gclf(args + ["--folds", "3"], monkeypatch, capsys)
+    assert code == 0 and json.loads(stdout)["data"]["skipped_by_reason"] == {}
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and man["folds"] == 3 and man["checkpoints"] == ["fold1.pt", "fold2.pt", "fold3.pt"]
+    assert man["chain"] == ["train"] and man["seed"] == 0 and man["config"]["train"]["epochs"] == 1
+    assert man["versions"]["torch"].startswith("2.13.0") and man["versions"]["numpy"] and man["parent"] is None
+    assert man["corpus"]["utterances"] == 60 and man["command"].startswith("gclf train --data")
     before = (out / "fold3.pt").read_bytes()
     code, _, err = gclf(args + ["--folds", "2"], monkeypatch, capsys)
     one_line_error(code, err, "already holds a run", "--force")
@@ -226,10 +235,10 @@ class Boom:
 @pytest.mark.parametrize("case,fragment", [
     ("empty", "empty file (0 bytes)"),
     ("missing_keys", "damaged gclf checkpoint ('graph'"),
-    ("wrong_shapes", "do not fit its graph"),
+    ("wrong_shapes", "do not fit its graph (size mismatch for "),
     ("bad_graph", "graph or chain is damaged"),
     ("malicious", "refused, the file asks to load"),
-    ("text", "not a loadable gclf checkpoint"),
+    ("text", "not a torch checkpoint file"),
 ])
 def test_bad_checkpoints_get_one_line(case, fragment, trained_run, monkeypatch, capsys, tmp_path):
     from gclf.checkpoint import load_checkpoint

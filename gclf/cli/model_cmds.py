@@ -66,7 +66,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
                   on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line())
     bar.close()
-    r["data"] = {k: info[k] for k in SKIP_KEYS + ("done", "reused")}
+    r["data"] = {k: info[k] for k in SKIP_KEYS + ("skipped_by_reason", "done", "reused")}
     emit_json(r) if as_json else _print_cv(r)
 
 
