@@ -78,6 +78,10 @@ def test_steps_apply_to_final_and_exports_take_it(final_run, monkeypatch, capsys
     code, out, err = gclf(["export-weights", "--model", q, "--out", tmp_path / "w"], monkeypatch, capsys)
     assert code == 0, err
     assert f"{q / 'final.pt'}" in out and "warning" not in err                # says which checkpoint
+    code, out, err = gclf(["export-onnx", "--model", q, "--out", tmp_path / "onnx", "--json"], monkeypatch, capsys)
+    a = json.loads(out)["agreement"]
+    assert code == 0 and json.loads(out)["path"].endswith("m-c2-q8-final.onnx")
+    assert a["held_out"] is False and a["windows_kind"].startswith("training") and a["argmax_agreement"] == 1.0
     code, out, err = gclf(["export-c", "--model", q, "--no-measure", "--json"], monkeypatch, capsys)
     assert code == 0 and json.loads(out)["source"] == str(q / "final.pt")
     assert json.loads(out)["out"].endswith("m-c2-q8-final")

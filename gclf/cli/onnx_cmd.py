@@ -67,7 +67,8 @@ def _line(r: dict) -> str:
             f"max |ONNX - PyTorch| {max(m.values()):.2g} at batch 1 and 7")
     a = r.get("agreement")
     if a:
-        text += (f"; vs {a['reference']} on {a['windows']} {'held-out' if a['held_out'] else 'synthetic'} windows: "
+        kind = a.get("windows_kind") or ("held-out" if a["held_out"] else "synthetic")
+        text += (f"; vs {a['reference']} on {a['windows']} {kind} windows: "
                  f"argmax {100 * a['argmax_agreement']:.1f} %, max |logit diff| {a['max_abs_logit_diff']:.2g}")
     return text
 
@@ -95,11 +96,14 @@ def export_onnx(model, fold, all_folds, out, opset, data, cache, as_json):
     """
     from gclf.checkpoint import load_checkpoint
     from gclf.backends.onnx.export import export_name, export_onnx as export_one
+    from gclf.data.pipeline import has_heldout
 
     results, heldout = [], _HeldOut(cache, data or default_data())
     for p in _pick(model, fold, all_folds):
         ck = load_checkpoint(p)
         r = export_one(ck, Path(out) / export_name(p), opset=opset, windows=heldout(ck))
+        if r.get("agreement") and r["agreement"]["held_out"] and not has_heldout(ck):
+            r["agreement"].update(held_out=False, windows_kind="training (final.pt holds out no speaker)")
         results.append(r)
         if not as_json:
             click.echo(_line(r))
