@@ -351,3 +351,18 @@ def test_the_demo_runs_twice_in_the_same_folder(tmp_path, librosa_warm):
     for _ in range(2):
         r = run_demo(tmp_path, speakers=8, folds=2, epochs=1, say=lambda m: None)
         assert len(r["train"]["folds"]) == 2
+
+
+@pytest.mark.parametrize("level", [1e-3, 1e-2, 0.5])
+def test_speech_rule_keeps_quiet_voices_and_drops_noise_at_any_level(level):
+    """The documented rule (gclf.data.vad): a harmonic voice-like tone is speech even peaking at -60 dBFS;
+    white noise is not, however loud; silence is not."""
+    from gclf.data.vad import SpeechConfig, has_speech, speech_seconds
+
+    sr, rng = 16000, np.random.default_rng(1)
+    voice = tone(2.0, 140)
+    voice = level * voice / np.abs(voice).max()
+    assert has_speech(voice, sr) and speech_seconds(voice, sr) > 1.5
+    assert not has_speech(level * rng.standard_normal(2 * sr), sr)
+    assert not has_speech(np.zeros(2 * sr), sr)
+    assert not has_speech(voice, sr, SpeechConfig(min_dbfs=20 * np.log10(level) + 1))   # below the floor: silent

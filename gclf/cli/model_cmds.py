@@ -151,7 +151,7 @@ def evaluate(model, data, cache, workers, as_json):
 def predict(files, model, engine, as_json):
     """Label and class probabilities for each audio FILE (FLAC or WAV).
 
-    A file without speech (less than 0.15 s of frames at >= -50 dBFS with spectral flatness <= 0.3: silence,
+    A file without speech (less than 0.15 s of frames at >= -70 dBFS with spectral flatness <= 0.3: silence,
     hiss, white noise; see gclf.data.vad) is labelled "no speech". The exit status is 2 if any file could not
     be read (each is named on stderr); the other files are still labelled.
     """

@@ -3,13 +3,16 @@ answer "no speech" instead of labelling silence or noise as a sex.
 
 A 20-ms frame counts as *voice-like* when both hold:
 
-- its RMS level is at least ``min_dbfs`` (default -50 dBFS: quieter is silence or near-silence), and
+- its RMS level is at least ``min_dbfs`` (default -70 dBFS: quieter is silence or near-silence), and
 - its spectral flatness (geometric over arithmetic mean of the power spectrum, 0 = pure tones, ~0.56 =
   white noise) is at most ``max_flatness`` (default 0.3): speech is dominated by harmonics and formants.
 
 A clip has speech when its voice-like frames add up to at least ``min_speech_seconds`` (default 0.15 s).
 This is a rule, not a trained voice-activity detector: hum or music passes it, and so would coloured noise
-flat enough; digital silence, hiss and white noise do not.
+flat enough; digital silence, hiss and white noise do not. Measured on the shared corpora (all files):
+no LibriSpeech-251 (251), RAVDESS (720, some peaking at -40 dBFS) or Speech Commands "yes" (359) file is
+called "no speech"; 5 of 2,500 FSDD digits are (quiet sub-second clips); 166 of the 314 Speech Commands
+``_silence_`` background clips are (the others hold hum, running water and such).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 @dataclass(frozen=True)
 class SpeechConfig:
     frame_seconds: float = 0.02       # analysis frame (no overlap)
-    min_dbfs: float = -50.0           # a frame quieter than this (RMS, dB re full scale 1.0) is silence
+    min_dbfs: float = -70.0           # a frame quieter than this (RMS, dB re full scale 1.0) is silence
     max_flatness: float = 0.3         # a frame flatter than this is noise-like
     min_speech_seconds: float = 0.15  # a clip needs this much voice-like audio
 
