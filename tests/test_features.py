@@ -150,3 +150,21 @@ def test_atomic_writes_get_normal_file_modes(tmp_path):
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_mfcc_features_do_not_depend_on_blas_threads(librosa_warm):
+    """On a multi-threaded BLAS, librosa's MFCCs change in the last bits (summation order), and a run trained
+    on them lands a point away: `frames` computes them on one BLAS thread whatever the caller's setting.
+    (The first assertion shows the effect exists here; the second that `frames` is immune to it.)"""
+    from threadpoolctl import threadpool_limits
+
+    from gclf.data.features import frames, mfcc
+
+    audio = tone(10.0, 150, seed=3)
+    with threadpool_limits(limits=1, user_api="blas"):
+        ref = mfcc(audio, CFG)
+    with threadpool_limits(limits=4, user_api="blas"):
+        raw, got = mfcc(audio, CFG), frames(audio, CFG)
+    if np.array_equal(raw, ref):
+        pytest.skip("this BLAS gives identical MFCCs on 1 and 4 threads (single core?): nothing to show")
+    assert np.array_equal(got, ref)
