@@ -20,8 +20,9 @@ def load_models(model_path: str | Path, engine: str = "auto") -> list[tuple]:
     models (an ensemble)."""
     from gclf.backends.engines import prob_fn_for
 
-    path = Path(model_path)
-    paths = [path / "final.pt"] if path.is_dir() and (path / "final.pt").is_file() else checkpoint_paths(path)
+    paths = checkpoint_paths(model_path, include_final=True)       # a run folder is checked as a whole
+    if paths[-1].name == "final.pt" and len(paths) > 1:
+        paths = paths[-1:]
     out = []
     for p in paths:
         ck = load_checkpoint(p)
