@@ -109,7 +109,8 @@ def test_train_refuses_a_non_empty_folder_then_force_replaces_it(synth_corpus, m
     code, stdout, _ = gclf(args + ["--folds", "3"], monkeypatch, capsys)
     assert code == 0 and json.loads(stdout)["data"]["skipped_by_reason"] == {}
     man = json.loads((out / "manifest.json").read_text())
-    assert man["complete"] and man["folds"] == 3 and man["checkpoints"] == ["fold1.pt", "fold2.pt", "fold3.pt"]
+    assert man["complete"] and man["folds"] == 3 and man["final"]           # `gclf train` trains final.pt
+    assert man["checkpoints"] == ["fold1.pt", "fold2.pt", "fold3.pt", "final.pt"]
     assert man["chain"] == ["train"] and man["seed"] == 0 and man["config"]["train"]["epochs"] == 1
     assert man["versions"]["torch"].startswith("2.13.0") and man["versions"]["numpy"] and man["parent"] is None
     assert man["corpus"]["utterances"] == 60 and man["command"].startswith("gclf train --data")
@@ -118,7 +119,7 @@ def test_train_refuses_a_non_empty_folder_then_force_replaces_it(synth_corpus, m
     one_line_error(code, err, "already holds a run", "--force")
     assert (out / "fold3.pt").read_bytes() == before                       # nothing lost
     assert gclf(args + ["--folds", "2", "--force"], monkeypatch, capsys)[0] == 0
-    assert sorted(p.name for p in out.glob("*.pt")) == ["fold1.pt", "fold2.pt"]   # fold3 of the old run gone
+    assert sorted(p.name for p in out.glob("*.pt")) == ["final.pt", "fold1.pt", "fold2.pt"]   # old fold3 gone
     code, out_json, _ = gclf(["evaluate", "--model", out, "--json"], monkeypatch, capsys)
     assert code == 0 and len(json.loads(out_json)["folds"]) == 2
 

@@ -34,8 +34,9 @@ def _print_cv(r: dict) -> None:
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=3e-3, show_default=True, help="AdamW learning rate.")
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
-@click.option("--final/--no-final", default=False, show_default=True,
-              help="Also train final.pt on all speakers (for deployment; it has no held-out speakers).")
+@click.option("--final/--no-final", default=True, show_default=True,
+              help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
+                   "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
