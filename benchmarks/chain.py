@@ -129,7 +129,7 @@ def train_float(out: Path, work: Path, data: str, settings: dict, cache_root: Pa
     utts, info = corpus_features(root, FeatureConfig(), cache_root)
     tcfg = TrainConfig(epochs=settings["epochs"], patience=settings["patience"], folds=settings["folds"], seed=0)
     train_run(utts, out, build_graph(), FeatureConfig(), tcfg, info["corpus"])
-    return info["corpus"]
+    return info["root"]
 
 
 def feature_cache(base: Path, data: str, reuse: bool, persist: bool, tmp: Path) -> Path:
@@ -163,9 +163,14 @@ def build_chain(tmp: Path, synth_root: Path | None = None) -> Chain:
         reused.append(str(base))
     else:
         train_float(base, work, data, settings, cache_root, None if persist else synth_root)
-    corpus = load_checkpoint(checkpoint_paths(base)[0]).get("corpus") or ""
+    recorded = load_checkpoint(checkpoint_paths(base)[0]).get("corpus") or {}
+    corpus = recorded.get("name", "") if isinstance(recorded, dict) else str(recorded)
     if reuse:
-        data = "real" if real_data_present() and Path(corpus) == real_root() else "other"
+        from gclf.data.corpus import scan_corpus
+
+        real = real_data_present() and isinstance(recorded, dict) and \
+            scan_corpus(real_root()).identity()["id"] == recorded.get("id")
+        data = "real" if real else "other"
     for suffix, (parent, kind) in CHAIN.items():            # parents come before children
         sibling = base.with_name(base.name + suffix)
         if reuse and matches(sibling, suffix):

@@ -33,15 +33,16 @@ def load(path: str | Path) -> tuple[GraphNet, dict]:
     return build_float_model(ck), ck
 
 
-def windows(ck: dict, speakers: str = "test", cache_root: str | Path = "pkl_data"):
+def windows(ck: dict, speakers: str = "test", cache_root: str | Path = "pkl_data", data: str | Path | None = None):
     """Windows (N, C, T) of a fold checkpoint's held-out speakers ("test") or of its training and validation
-    speakers ("train": what calibration and fine-tuning may see), from the feature cache or its corpus."""
+    speakers ("train": what calibration and fine-tuning may see), from the feature cache (found by the
+    checkpoint's corpus identity) or from its corpus at ``data``."""
     from gclf.data.dataset import eval_windows, select
     from gclf.data.features import FeatureConfig
     from gclf.data.pipeline import features_for_checkpoint, heldout_windows
     from gclf.errors import GclfError
 
-    utts = features_for_checkpoint(ck, cache_root)
+    utts = features_for_checkpoint(ck, cache_root, data)
     if speakers == "test":
         return heldout_windows(ck, utts).x
     if speakers != "train":

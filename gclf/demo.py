@@ -22,7 +22,7 @@ def run_demo(out: Path, speakers: int = 120, folds: int = 4, epochs: int = 30, s
     utts, info = corpus_features(syn["root"], fcfg, out / "pkl_data")
     say(f"[3/4] training, {folds}-fold speaker CV")
     tcfg = TrainConfig(epochs=epochs, folds=folds, seed=seed, patience=8)
-    tr = train_run(utts, out / "model", build_graph(), fcfg, tcfg, info["corpus"],
+    tr = train_run(utts, out / "model", build_graph(), fcfg, tcfg, info["corpus"], force=True,  # the demo's own folder
                    on_fold=lambda i, f: say(f"      fold {i}: utterance {100 * f['accuracy_utterance']:.1f} %"))
     say("[4/4] evaluating on held-out speakers")
     ev = evaluate_run(out / "model", out / "pkl_data")

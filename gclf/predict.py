@@ -11,6 +11,7 @@ import torch
 from gclf.checkpoint import checkpoint_paths, graph_of, load_checkpoint
 from gclf.data.corpus import load_audio
 from gclf.data.features import FeatureConfig, cut_windows, frames
+from gclf.data.vad import SpeechConfig, speech_seconds
 from gclf.errors import GclfError
 
 
@@ -19,8 +20,9 @@ def load_models(model_path: str | Path, engine: str = "auto") -> list[tuple]:
     models (an ensemble)."""
     from gclf.backends.engines import prob_fn_for
 
-    path = Path(model_path)
-    paths = [path / "final.pt"] if path.is_dir() and (path / "final.pt").is_file() else checkpoint_paths(path)
+    paths = checkpoint_paths(model_path, include_final=True)       # a run folder is checked as a whole
+    if paths[-1].name == "final.pt" and len(paths) > 1:
+        paths = paths[-1:]
     out = []
     for p in paths:
         ck = load_checkpoint(p)
@@ -28,15 +30,23 @@ def load_models(model_path: str | Path, engine: str = "auto") -> list[tuple]:
     return out
 
 
+NO_SPEECH = "no speech"
+
+
 @torch.no_grad()
-def predict_file(path: str | Path, models: list[tuple]) -> dict:
-    """Class probabilities of one file: mean over its windows, then over the models."""
+def predict_file(path: str | Path, models: list[tuple], speech: SpeechConfig = SpeechConfig()) -> dict:
+    """Class probabilities of one file: mean over its windows, then over the models. A clip without speech
+    (:mod:`gclf.data.vad`: silence, hiss, white noise) gets the label "no speech" and no probabilities."""
     probs, cache = [], {}
     for fn, fcfg, classes in models:
         if fcfg not in cache:
             audio = load_audio(path, fcfg.sample_rate)
             if audio.size / fcfg.sample_rate < fcfg.min_seconds:
                 raise GclfError(f"{path}: shorter than {fcfg.min_seconds} s")
+            voiced = speech_seconds(audio, fcfg.sample_rate, speech)
+            if voiced < speech.min_speech_seconds:
+                return {"file": str(path), "label": NO_SPEECH, "probabilities": None,
+                        "speech_seconds": round(voiced, 2), "windows": 0}
             cache[fcfg] = torch.from_numpy(cut_windows(frames(audio, fcfg), fcfg))
         probs.append(np.asarray(fn(cache[fcfg])).mean(axis=0))
     p = np.mean(probs, axis=0)

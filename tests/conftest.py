@@ -69,11 +69,13 @@ def synth_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synth_features(synth_corpus, tmp_path_factory, librosa_warm):
+def synth_features(_work_in_tmp, synth_corpus, librosa_warm):
+    """Features of ``synth_corpus`` in the session's default cache (./pkl_data of the session's folder), where
+    the steps find them by corpus identity, as they would after `gclf extract`."""
     from gclf.data.features import FeatureConfig
     from gclf.data.pipeline import corpus_features
 
-    utts, info = corpus_features(synth_corpus, FeatureConfig(), tmp_path_factory.mktemp("cache"), workers=2)
+    utts, info = corpus_features(synth_corpus, FeatureConfig(), Path.cwd() / "pkl_data", workers=2)
     return utts, info
 
 
@@ -112,11 +114,19 @@ def trained_run(synth_features, tmp_path_factory):
     return out, result
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (e.g. the README's headline figure on real data)")
+
+
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"real LibriSpeech not found at {REAL_DATA} (set GCLF_DATA)")
+    skip_slow = pytest.mark.skip(reason="slow: run with --slow (make reproduce)")
     for item in items:
         if "realdata" in item.keywords and not (REAL_DATA / "SPEAKERS.TXT").is_file():
             item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--slow"):
+            item.add_marker(skip_slow)
 
 
 @pytest.fixture(scope="session")

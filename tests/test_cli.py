@@ -136,7 +136,7 @@ def test_predict_unreadable_file_is_an_error(trained_run, monkeypatch, capsys, t
     bad = tmp_path / "x.flac"
     bad.write_bytes(b"nope")
     code, cap = run_main(["predict", str(bad), "--model", str(out)], monkeypatch, capsys)
-    assert code == 2 and "no file could be classified" in cap.err
+    assert code == 2 and "1 of 1 file(s) could not be classified" in cap.err
 
 
 def test_evaluate_missing_model(monkeypatch, capsys, tmp_path):

@@ -44,16 +44,21 @@ def test_scan_finds_all_subsets_and_counts_unknown_speakers(tiny_corpus):
 
 
 def test_load_audio_mixes_stereo_and_resamples(tmp_path):
+    """Two different channels (200 Hz left, 700 Hz right, at 8 kHz) come back as their mean, at 16 kHz."""
     sr = 8000
-    left = tone(1.0, 200, sr=sr)
+    t = np.arange(sr) / sr
+    left, right = 0.4 * np.sin(2 * np.pi * 200 * t), 0.2 * np.sin(2 * np.pi * 700 * t)
     p = tmp_path / "s.wav"
-    sf.write(p, np.stack([left, -left], axis=1) * 0 + np.stack([left, left], axis=1), sr)
+    sf.write(p, np.stack([left, right], axis=1), sr, subtype="FLOAT")
     y = load_audio(p, 16000)
     assert y.dtype == np.float32 and y.ndim == 1
     assert abs(y.size - 16000) <= 1
-    # a 200 Hz tone stays a 200 Hz tone after resampling
-    spec = np.abs(np.fft.rfft(y))
-    assert abs(np.argmax(spec) * 16000 / y.size - 200) < 3
+    spec = np.abs(np.fft.rfft(y)) / (y.size / 2)        # amplitude per frequency bin (1-s clip: 1 Hz bins)
+    assert spec[200] == pytest.approx(0.2, abs=0.01)    # the mean: half of each channel's amplitude
+    assert spec[700] == pytest.approx(0.1, abs=0.01)
+    assert spec[1000:].max() < 0.01                     # nothing new above what 8 kHz audio can hold
+    native = load_audio(p, sr)                          # no resampling: exactly the mean of the channels
+    np.testing.assert_allclose(native, ((left + right) / 2).astype(np.float32), atol=1e-6)
 
 
 @pytest.mark.parametrize("content,match", [(b"", "unreadable"), (b"fLaC\x00\x00\x00garbage" * 10, "unreadable")])
@@ -65,14 +70,16 @@ def test_load_audio_bad_files_raise_one_line(tmp_path, content, match):
     assert "\n" not in str(e.value)
 
 
-def test_load_audio_truncated_flac(tmp_path):
+@pytest.mark.parametrize("keep", [200, 0.5])
+def test_load_audio_truncated_flac(tmp_path, keep):
+    """A FLAC cut after its header, or half way through its frames, is refused by load_audio itself, with the
+    file named on one line."""
     p = write_utt(tmp_path, "1", "2", 3, tone(2.0, 150))
     data = p.read_bytes()
-    p.write_bytes(data[:200])  # header survives, frames are cut
-    with pytest.raises(GclfError):
-        y = load_audio(p)
-        if y.size < 100:  # libsndfile may return an empty/short read instead of failing
-            raise GclfError("short")
+    p.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+    with pytest.raises(GclfError, match="unreadable audio") as e:
+        load_audio(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
 
 
 def test_speaker_folds_are_disjoint_stratified_and_deterministic():

@@ -183,7 +183,7 @@ def test_cli_json_sizes_and_verify(chain_runs, tmp_path, cc):
     args = ["--model", str(chain_runs["c8aq8"]), "--out", str(tmp_path), "--json", "--verify"]
     r = CliRunner().invoke(export_c_cmd, args)
     assert r.exit_code == 0, (r.output, r.exception)
-    j = json.loads(r.output)
+    j = json.loads(r.stdout)
     assert j["verify"]["mismatches"] == 0 and j["verify"]["windows"] > 0
     assert {"text", "data", "bss", "stack", "static_ram"} <= set(j["sizes"]) and j["sizes"]["text"] > 0
     r = CliRunner().invoke(export_c_cmd, ["--model", str(chain_runs["q8"]), "--out", str(tmp_path / "q")])

@@ -129,7 +129,7 @@ def test_float_checkpoint_is_a_one_line_error(trained_run, tmp_path):
 def test_cli_json_and_help(chain_runs, tmp_path):
     r = CliRunner().invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
-    j = json.loads(r.output)
+    j = json.loads(r.stdout)
     assert j["tensors"] == 13 and (tmp_path / "manifest.json").is_file() and len(j["files"]["mem"]) == 13
     r = CliRunner().invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", str(tmp_path / "t")])
     assert r.exit_code == 0 and "exported 13 tensors" in r.output
@@ -148,7 +148,7 @@ def test_exports_default_to_a_folder_per_run_and_never_overwrite_another(chain_r
     for chain in ("q8", "c8aq8"):
         r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs[chain]), "--json"])
         assert r.exit_code == 0, r.output
-        assert json.loads(r.output)["out"] == f"weights_data/{chain}-fold1"
+        assert json.loads(r.stdout)["out"] == f"weights_data/{chain}-fold1"
     before = (tmp_path / "weights_data/q8-fold1/manifest.json").read_bytes()
     r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", "weights_data/q8-fold1"])
     assert isinstance(r.exception, GclfError) and "--force" in str(r.exception)
@@ -157,7 +157,7 @@ def test_exports_default_to_a_folder_per_run_and_never_overwrite_another(chain_r
     assert r.exit_code == 0, r.output
     r = runner.invoke(export_weights_cmd, ["--model", str(chain_runs["c8aq8"]), "--out", "weights_data/q8-fold1",
                                            "--force", "--json"])
-    assert r.exit_code == 0 and json.loads(r.output)["chain"].startswith("circulant")
+    assert r.exit_code == 0 and json.loads(r.stdout)["chain"].startswith("circulant")
     r = runner.invoke(export_c_cmd, ["--model", str(chain_runs["q8"]), "--no-measure", "--json"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "export/q8-fold1/gclf_model.c").is_file()

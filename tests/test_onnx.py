@@ -171,7 +171,7 @@ def test_cli_json(chain_runs, synth_features, tmp_path):
     assert Path(r["path"]) == tmp_path / f"{chain_runs['q8'].name}-fold2.onnx"
     assert r["bytes"] == Path(r["path"]).stat().st_size and r["agreement"]["held_out"]
     res = CliRunner().invoke(export_onnx, args[:2] + ["--out", str(tmp_path), "--opset", "21", "--json"]
-                             + ["--data", str(tmp_path / "none")])
+                             + ["--data", str(tmp_path / "none"), "--cache", str(tmp_path / "no-cache")])
     assert res.exit_code == 0 and json.loads(res.stdout)["opset"] == 21      # fold 1; synthetic windows
     assert "synthetic windows" in res.stderr
 

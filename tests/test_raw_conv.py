@@ -61,8 +61,11 @@ def test_approx_is_a_no_op_and_says_so(raw_runs):
 def test_exports_onnx_weights_and_bit_exact_c(raw_runs, tmp_path):
     model, cache = str(raw_runs["c4q8"]), raw_runs["cache"]
     o = json.loads(run(["export-onnx", "--model", model, "--out", str(tmp_path / "onnx"), "--cache", cache,
-                        "--json"]).stdout)
+                        "--fold", "1", "--json"]).stdout)
     assert o["form"] == "qdq" and o["agreement"]["held_out"] and o["agreement"]["max_abs_logit_diff"] == 0
+    d = json.loads(run(["export-onnx", "--model", model, "--out", str(tmp_path / "onnx"), "--cache", cache,
+                        "--json"]).stdout)                                  # default: the run's final.pt
+    assert d["path"].endswith("raw-c4-q8-final.onnx") and d["agreement"]["max_abs_logit_diff"] == 0
     w = json.loads(run(["export-weights", "--model", model, "--out", str(tmp_path / "w"), "--json"]).stdout)
     man = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert w["tensors"] == 10 and man["graph"]["arch"] == "raw_conv"

@@ -40,3 +40,34 @@ def test_short_real_cv_generalises_to_unseen_speakers(real_features, tmp_path):
                   info["corpus"])
     assert r["accuracy_utterance_mean"] >= 0.88, r
     assert r["accuracy_window_mean"] >= 0.85, r
+
+
+@pytest.mark.slow
+def test_readme_headline_float_figure_reproduces(tmp_path):
+    """`gclf train` with its defaults on librispeech-251 gives exactly the README's first row (float CNN-LSTM,
+    utterance mean ± std and window accuracy, to the README's 0.1 point). Read from the README itself, so the
+    README cannot drift from what the locked environment computes. Slow (~1 min): `pytest tests --slow`.
+
+    Run as a user runs it, in a fresh process. (Before MFCCs were pinned to a one-thread BLAS, the same
+    command run inside the test process extracted features differing by up to 1e-4 and gave 98.0 % ± 1.8.)"""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"^\| float CNN-LSTM[^|]*\| ([\d.]+) % ± ([\d.]+) \| ([\d.]+) % \|", readme, re.M)
+    assert m, "the README's results table has no float CNN-LSTM row"
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-c", "from gclf.cli import main; main()", "train", "--data", str(REAL_DATA),
+           "--out", str(tmp_path / "model"), "--cache", str(tmp_path / "pkl_data"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(done.stdout)
+    got = (f"{100 * r['accuracy_utterance_mean']:.1f}", f"{100 * r['accuracy_utterance_std']:.1f}",
+           f"{100 * r['accuracy_window_mean']:.1f}")
+    assert got == m.groups(), f"README says {m.groups()}, this environment computes {got}"

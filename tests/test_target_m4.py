@@ -141,7 +141,7 @@ def test_cli_target_cortex_m4(chain_runs, tmp_path):
             "--verify", "--json"]
     r = CliRunner().invoke(export_c_cmd, args)
     assert r.exit_code == 0, (r.output, r.exception)
-    t = json.loads(r.output)["target"]
+    t = json.loads(r.stdout)["target"]
     assert t["mismatches"] == 0 and t["windows"] > 0 and t["instructions_per_mac"] > 0
     assert {"flash", "ram", "stack", "instructions_per_inference", "instructions_error"} <= set(t)
     r = CliRunner().invoke(export_c_cmd, ["--model", str(chain_runs["q8"]), "--out", str(tmp_path / "b"),

@@ -98,3 +98,35 @@ class WindowSetWithLabels:
     def __init__(self, ws, labels):
         self.ws, self.utt_labels = ws, labels
         self.y, self.utt_index, self.utts = ws.y, ws.utt_index, ws.utts
+
+
+def test_speakers_reaching_the_training_step_are_never_test_speakers(synth_features, tmp_path, monkeypatch):
+    """What reaches ``fit`` (the weights) and ``fit_normalizer`` (the feature scaling), recorded at the call,
+    not read back from the split the checkpoint claims: no held-out speaker, and exactly the recorded split."""
+    import gclf.train.fit as F
+
+    utts, info = synth_features
+    seen = []
+    real_fit, real_norm = F.fit, F.fit_normalizer
+
+    def spy_fit(model, train, val, *a, **k):
+        seen.append({"train": {u.speaker for u in train}, "val": {u.speaker for u in val}})
+        return real_fit(model, train, val, *a, **k)
+
+    def spy_norm(model, train, *a, **k):
+        seen.append({"norm": {u.speaker for u in train}})
+        return real_norm(model, train, *a, **k)
+
+    monkeypatch.setattr(F, "fit", spy_fit)
+    monkeypatch.setattr(F, "fit_normalizer", spy_norm)
+    train_run(utts, tmp_path, build_graph(), FeatureConfig(), TrainConfig(epochs=1, folds=3), info["corpus"])
+    assert len(seen) == 6                                         # normaliser then fit, per fold
+    everyone = {u.speaker for u in utts}
+    for i in range(3):
+        norm, fitted = seen[2 * i]["norm"], seen[2 * i + 1]
+        split = load_checkpoint(tmp_path / f"fold{i + 1}.pt")["split"]
+        test = set(split["test_speakers"])
+        assert test and not (fitted["train"] | fitted["val"] | norm) & test
+        assert fitted["train"] == set(split["train_speakers"]) == norm
+        assert fitted["val"] == set(split["val_speakers"])
+        assert fitted["train"] | fitted["val"] | test == everyone

@@ -261,7 +261,7 @@ def activation_meta(model, spec) -> dict:
 
 
 def export_weights(model_path: str | Path, out: str | Path, name: str | None = None, force: bool = False) -> dict:
-    """Export the integer weights of a fixed-point checkpoint (or a run folder's fold1) into ``out``; refuses to
+    """Export the integer weights of a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into ``out``; refuses to
     overwrite another checkpoint's export there unless ``force``. Returns the report."""
     from dataclasses import asdict
 

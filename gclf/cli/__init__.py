@@ -44,11 +44,17 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: one-line errors, no tracebacks for user mistakes."""
+    """Console entry point, and the one place errors become exit codes: bad input (a GclfError raised where
+    the input is read, or an OSError on a file the user named) is one line on stderr and status 2, usage
+    errors are click's (status 2); anything else is a bug and keeps its traceback."""
     try:
         cli.main(standalone_mode=False)
     except GclfError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:         # a file the user named that the system will not give us: bad input too
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -31,6 +31,22 @@ def resolve_data(data: str | None) -> str:
     return data
 
 
+def command_line() -> str:
+    """The command as typed (what a manifest tells a user to rerun)."""
+    import shlex
+    import sys
+
+    return " ".join(["gclf", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def step_data_option(f):
+    """--data of the commands that read a run's corpus only when its features are not in the cache."""
+    return click.option("--data", type=click.Path(file_okay=False), default=None,
+                        help="Where the run's corpus lies now, read only if its features are not in --cache "
+                             "(they are found by corpus identity and feature config, not by path). Default: "
+                             "$GCLF_DATA, ./LibriSpeech or ../shared/data/librispeech-251/LibriSpeech.")(f)
+
+
 def data_option(f):
     return click.option("--data", type=click.Path(file_okay=False), default=None,
                         help="LibriSpeech-layout corpus (folder with SPEAKERS.TXT, or its parent). "

@@ -61,9 +61,9 @@ def extract(data, source, store, cache, workers, as_json):
     cfg = FeatureConfig()
     if source == "pkl":
         if data or not find_caches(cache):
-            from gclf.data.corpus import find_root
+            from gclf.data.corpus import scan_corpus
 
-            cdir = cache_dir_for(find_root(resolve_data(data)), cfg, cache)
+            cdir = cache_dir_for(scan_corpus(resolve_data(data)).identity(), cfg, cache)
         else:
             cdir = find_caches(cache)[0]
         fcfg, utts = load_cache(cdir)
@@ -77,7 +77,8 @@ def extract(data, source, store, cache, workers, as_json):
         utts, info = corpus_features(resolve_data(data), cfg, tmp or cache, workers,
                                      progress_factory=lambda n: progress(n, "extract", quiet=as_json),
                                      on_error=warn)
-        s = {**summarize(utts, cfg), **{k: info[k] for k in ("done", "reused", "skipped", "skipped_unknown_speaker")},
+        s = {**summarize(utts, cfg), **{k: info[k] for k in ("done", "reused", "skipped", "skipped_by_reason",
+                                                             "skipped_unknown_speaker", "skipped_bad_name")},
              "cache_dir": info["cache_dir"] if store else None}
     finally:
         if tmp:
@@ -86,9 +87,11 @@ def extract(data, source, store, cache, workers, as_json):
         emit_json(s)
         return
     _print_summary(s)
-    click.echo(f"extracted {s['done']}, reused {s['reused']}, skipped {s['skipped']} bad or too short, "
-               f"{s['skipped_unknown_speaker']} of speakers missing from SPEAKERS.TXT"
-               + (f"; cache: {s['cache_dir']}" if store else ""))
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(s["skipped_by_reason"].items()))
+    click.echo(f"extracted {s['done']}, reused {s['reused']}, skipped {s['skipped']}"
+               + (f" ({reasons})" if reasons else "")
+               + f", {s['skipped_unknown_speaker']} of speakers missing from SPEAKERS.TXT, "
+               f"{s['skipped_bad_name']} not named SPK-CHAP-UTT" + (f"; cache: {s['cache_dir']}" if store else ""))
 
 
 COMMANDS = [synth, extract]

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
-                     resolve_data, warn, workers_option)
+from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, emit_json, json_option,
+                             model_option, pct, progress, resolve_data, warn, workers_option)
 
 
 def _fold_line(i: int, f: dict) -> None:
@@ -34,28 +34,84 @@ def _print_cv(r: dict) -> None:
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=3e-3, show_default=True, help="AdamW learning rate.")
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
-@click.option("--final/--no-final", default=False, show_default=True,
-              help="Also train final.pt on all speakers (for deployment; it has no held-out speakers).")
+@click.option("--final/--no-final", default=True, show_default=True,
+              help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
+                   "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
+@click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
 @workers_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json):
-    """Train a network with k-fold cross-validation over speakers (test speakers never seen)."""
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, as_json):
+    """Train a network with k-fold cross-validation over speakers (test speakers never seen).
+
+    --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one.
+    """
     from gclf.data.pipeline import corpus_features
     from gclf.graph.models import build_graph, feature_config
+    from gclf.manifest import check_run_dir
     from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
     graph = build_graph(arch)
     fcfg = feature_config(graph)
-    utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
+    data = resolve_data(data)
+    check_run_dir(out, force)               # refuse before any work, and before anything is deleted
+    utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
+    if not as_json:
+        _print_skipped(info)
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
+    bar = EpochProgress(quiet=as_json)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
-                  on_fold=None if as_json else _fold_line)
+                  on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line())
+    bar.close()
+    r["data"] = {k: info[k] for k in SKIP_KEYS + ("skipped_by_reason", "done", "reused")}
     emit_json(r) if as_json else _print_cv(r)
+
+
+SKIP_KEYS = ("skipped", "skipped_unknown_speaker", "skipped_bad_name")
+
+
+def _print_skipped(info: dict) -> None:
+    reasons = info.get("skipped_by_reason") or {}
+    parts = [f"{n} {why}" for why, n in sorted(reasons.items())]
+    if info.get("skipped_unknown_speaker"):
+        parts.append(f"{info['skipped_unknown_speaker']} of speakers missing from SPEAKERS.TXT")
+    if info.get("skipped_bad_name"):
+        parts.append(f"{info['skipped_bad_name']} not named SPK-CHAP-UTT")
+    if parts:
+        warn("skipped files: " + ", ".join(parts))
+
+
+class EpochProgress:
+    """Per-epoch progress of training on stderr: a bar per fold on a terminal, else one line per epoch."""
+
+    def __init__(self, quiet: bool = False):
+        import sys
+
+        self.quiet, self.tty, self.bar, self.fold = quiet, sys.stderr.isatty(), None, None
+
+    def __call__(self, row: dict) -> None:
+        if self.quiet:
+            return
+        val = f", val loss {row['val_loss']:.3f}, val utt {pct(row['val_acc_utterance'])}" if "val_loss" in row else ""
+        text = f"train loss {row['train_loss']:.3f}{val}"
+        if not self.tty:
+            click.echo(f"{row['fold']} epoch {row['epoch']}/{row['epochs']}: {text}", err=True)
+            return
+        if row["fold"] != self.fold:
+            self.close()
+            self.bar, self.fold = progress(row["epochs"], str(row["fold"])), row["fold"]
+            self.bar.unit = "epoch"
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _print_eval(r: dict) -> None:
@@ -81,7 +137,7 @@ def evaluate(model, data, cache, workers, as_json):
     """Window and utterance accuracy, confusion matrix and recall per sex, on unseen speakers."""
     from gclf.train.cv import evaluate_on_corpus, evaluate_run
 
-    r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache)
+    r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache, default_data())
     emit_json(r) if as_json else _print_eval(r)
 
 
@@ -94,7 +150,12 @@ def evaluate(model, data, cache, workers, as_json):
                    "reference; onnx = its ONNX graph in onnxruntime; c = the generated C, compiled here.")
 @json_option
 def predict(files, model, engine, as_json):
-    """Label and class probabilities for each audio FILE (FLAC or WAV)."""
+    """Label and class probabilities for each audio FILE (FLAC or WAV).
+
+    A file without speech (less than 0.15 s of frames at >= -70 dBFS with spectral flatness <= 0.3: silence,
+    hiss, white noise; see gclf.data.vad) is labelled "no speech". The exit status is 2 if any file could not
+    be read (each is named on stderr); the other files are still labelled.
+    """
     from gclf.predict import load_models, predict_file
 
     models = load_models(model, engine)
@@ -103,17 +164,22 @@ def predict(files, model, engine, as_json):
         try:
             rows.append(predict_file(f, models))
         except GclfError as exc:
-            warn(str(exc))
+            click.echo(f"error: {exc}", err=True)   # this file's one line; the others are still labelled
             rows.append({"file": f, "error": str(exc)})
     if as_json:
         emit_json(rows)
     else:
         for r in rows:
-            if "error" not in r:
-                probs = "  ".join(f"p_{c}={v:.3f}" for c, v in r["probabilities"].items())
-                click.echo(f"{r['label']}  {probs}  {r['file']}")
-    if all("error" in r for r in rows):
-        raise GclfError("no file could be classified")
+            if "error" in r:
+                continue
+            if r["probabilities"] is None:
+                click.echo(f"{r['label']}  ({r['speech_seconds']:.2f} s voice-like)  {r['file']}")
+                continue
+            probs = "  ".join(f"p_{c}={v:.3f}" for c, v in r["probabilities"].items())
+            click.echo(f"{r['label']}  {probs}  {r['file']}")
+    failed = sum("error" in r for r in rows)
+    if failed:
+        raise GclfError(f"{failed} of {len(rows)} file(s) could not be classified")
 
 
 @click.command(context_settings=CONTEXT)

@@ -6,12 +6,13 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import CONTEXT, cache_option, data_option, emit_json, json_option, model_option, warn
+from gclf.cli.common import CONTEXT, cache_option, default_data, emit_json, json_option, model_option, step_data_option, warn
 
 
 def _pick(model: str, fold: int | None, all_folds: bool) -> list[Path]:
-    """The checkpoints to export: the file given, or fold N / every fold of a run folder (default fold 1)."""
-    from gclf.checkpoint import checkpoint_paths
+    """The checkpoints to export: the file given, or fold N / every fold of a run folder (default: final.pt,
+    else fold1.pt with a warning)."""
+    from gclf.checkpoint import checkpoint_paths, deploy_checkpoint
 
     if fold is not None and all_folds:
         raise GclfError("give --fold N or --all, not both")
@@ -22,7 +23,12 @@ def _pick(model: str, fold: int | None, all_folds: bool) -> list[Path]:
         return paths
     if all_folds:
         return paths
-    want = f"fold{fold or 1}.pt"
+    if fold is None:
+        path, note = deploy_checkpoint(model)
+        if note:
+            warn(note)
+        return [path]
+    want = f"fold{fold}.pt"
     chosen = [p for p in paths if p.name == want]
     if not chosen:
         raise GclfError(f"{model} has no {want} (folds: {', '.join(p.stem for p in paths)})")
@@ -36,13 +42,18 @@ class _HeldOut:
         self.cache, self.data, self.utts, self.failed = cache, data, None, False
 
     def __call__(self, ck: dict):
-        from gclf.data.pipeline import features_for_checkpoint, heldout_windows
+        from gclf.data.pipeline import features_for_checkpoint, has_heldout, heldout_windows
 
         if self.failed:
             return None
         try:
             if self.utts is None:
                 self.utts = features_for_checkpoint(ck, self.cache, self.data)
+            if not has_heldout(ck):    # final.pt: agreement on its own training windows (no accuracy claim)
+                from gclf.data.dataset import eval_windows
+                from gclf.data.features import FeatureConfig
+
+                return eval_windows(self.utts, FeatureConfig.from_dict(ck["feature_config"])).x
             return heldout_windows(ck, self.utts).x
         except GclfError as exc:
             self.failed = self.utts is None
@@ -56,7 +67,8 @@ def _line(r: dict) -> str:
             f"max |ONNX - PyTorch| {max(m.values()):.2g} at batch 1 and 7")
     a = r.get("agreement")
     if a:
-        text += (f"; vs {a['reference']} on {a['windows']} {'held-out' if a['held_out'] else 'synthetic'} windows: "
+        kind = a.get("windows_kind") or ("held-out" if a["held_out"] else "synthetic")
+        text += (f"; vs {a['reference']} on {a['windows']} {kind} windows: "
                  f"argmax {100 * a['argmax_agreement']:.1f} %, max |logit diff| {a['max_abs_logit_diff']:.2g}")
     return text
 
@@ -64,14 +76,14 @@ def _line(r: dict) -> str:
 @click.command("export-onnx", context_settings=CONTEXT)
 @model_option
 @click.option("--fold", type=click.IntRange(1, 1000), default=None,
-              help="Fold checkpoint of a run folder to export [default: 1].")
+              help="Fold checkpoint of a run folder to export [default: the run's final.pt, else fold 1].")
 @click.option("--all", "all_folds", is_flag=True, help="Export every fold checkpoint of the run folder.")
 @click.option("--out", type=click.Path(file_okay=False), default="export", show_default=True,
               help="Folder for <run>-<fold>.onnx files.")
 @click.option("--opset", type=click.IntRange(13, 23), default=None,
               help="ONNX opset: 13..23 for a float model or 8-bit fixed point, 21..23 wider "
                    "(int16 QDQ) [default: 18, or 21 for fixed point wider than 8 bits].")
-@data_option
+@step_data_option
 @cache_option
 @json_option
 def export_onnx(model, fold, all_folds, out, opset, data, cache, as_json):
@@ -84,11 +96,14 @@ def export_onnx(model, fold, all_folds, out, opset, data, cache, as_json):
     """
     from gclf.checkpoint import load_checkpoint
     from gclf.backends.onnx.export import export_name, export_onnx as export_one
+    from gclf.data.pipeline import has_heldout
 
-    results, heldout = [], _HeldOut(cache, data)
+    results, heldout = [], _HeldOut(cache, data or default_data())
     for p in _pick(model, fold, all_folds):
         ck = load_checkpoint(p)
         r = export_one(ck, Path(out) / export_name(p), opset=opset, windows=heldout(ck))
+        if r.get("agreement") and r["agreement"]["held_out"] and not has_heldout(ck):
+            r["agreement"].update(held_out=False, windows_kind="training (final.pt holds out no speaker)")
         results.append(r)
         if not as_json:
             click.echo(_line(r))

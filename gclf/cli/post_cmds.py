@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option, model_option, pct
+from gclf.cli.common import (CONTEXT, cache_option, command_line, default_data, emit_json, json_option, model_option,
+                             pct, step_data_option)
 
 SWEEP_BITS = (16, 12, 8, 6, 4, 3, 2)
 SWEEP_BLOCKS = (2, 4, 8, 16)
@@ -17,6 +18,20 @@ def _fold_echo(quiet: bool):
             keys = [k for k in r if k.startswith("accuracy") and not k.endswith("window")]
             click.echo(f"fold {i}: " + ", ".join(f"{k[9:]} {pct(r[k])}" for k in keys), err=True)
     return fn
+
+
+def _final_note(r: dict, as_json: bool) -> bool:
+    """Say what happened to final.pt; True when nothing was measured (a lone final model): print and stop."""
+    if as_json:
+        emit_json(r)
+        return True
+    if not r["folds"]:
+        click.echo(f"{r.get('note')}; model: {r['model']}")
+        return True
+    if r.get("final"):
+        click.echo(f"final.pt: the same step, calibrated/fine-tuned on all its speakers (no held-out speakers: "
+                   f"the figures below are the folds')", err=True)
+    return False
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
@@ -48,8 +63,10 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
                                             "post-training and with --qat-epochs (default 5 in a sweep); writes no checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-qBITS]")
 @cache_option
+@step_data_option
 @json_option
-def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache, as_json):
+def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache,
+             data, as_json):
     """Fixed-point weights, activations and LSTM state; accuracy from the integer reference.
 
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
@@ -63,7 +80,8 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
         cfg = QuantConfig(bits=b, act_bits=a, bias_bits=bias_bits, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
         dest = out or default_out(model, f"-q{b}" + (f"a{a}" if a and a != b else "") + ("w" if weights_only else ""))
         return apply_step(model, dest, lambda ck, u: quantize_one(ck, u, cfg, qat, qat_lr), cache,
-                          on_fold=_fold_echo(as_json or sweep), write=write)
+                          on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
+                          command=command_line(), step_name="quantize")
 
     if sweep:
         rows = []
@@ -82,8 +100,7 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
         return
     r = run(bits, act_bits, qat_epochs, write=True)
     r.update({"bits": bits, "act_bits": act_bits or bits, "weights_only": weights_only, "qat_epochs": qat_epochs})
-    if as_json:
-        emit_json(r)
+    if _final_note(r, as_json):
         return
     click.echo(f"W{bits}/A{act_bits or bits}{' weights-only' if weights_only else ''}: utterance accuracy "
                f"float {pct(r['accuracy_float'])} -> post-training {pct(r['accuracy_ptq'])} -> final "
@@ -104,8 +121,9 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
 @click.option("--sweep", is_flag=True, help="Accuracy table over several sigmoid/tanh pairs; writes no checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-a]")
 @cache_option
+@step_data_option
 @json_option
-def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, as_json):
+def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, data, as_json):
     """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop.
 
     A network without an LSTM has nothing to approximate: the command says so and writes nothing.
@@ -129,7 +147,7 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
     from gclf.steps.float_steps import approx_one
     from gclf.steps.runner import apply_step, default_out
 
-    graph = graph_of(load_checkpoint(checkpoint_paths(model)[0]))
+    graph = graph_of(load_checkpoint(checkpoint_paths(model, include_final=True)[0]))
     if not graph.of_kind(LSTM):
         note = f"the {graph.arch} network has no LSTM: approx has nothing to approximate; nothing written"
         emit_json({"applied": False, "note": note}) if as_json else click.echo(note)
@@ -138,7 +156,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
     def run(sig, tnh, write):
         r = apply_step(model, out or default_out(model, "-a"),
                        lambda ck, u: approx_one(ck, u, sig, tnh, finetune_epochs, lr), cache,
-                       on_fold=_fold_echo(as_json or sweep), write=write)
+                       on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
+                       command=command_line(), step_name="approx")
         r.update({"sigmoid": sig, "tanh": tnh})
         return r
 
@@ -154,8 +173,7 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
         emit_json(rows) if as_json else click.echo(_table(rows, cols))
         return
     r = run(sigmoid, tanh, True)
-    if as_json:
-        emit_json(r)
+    if _final_note(r, as_json):
         return
     click.echo(f"sigmoid={sigmoid} tanh={tanh}: utterance accuracy {pct(r['accuracy_before'])} -> swapped "
                f"{pct(r['accuracy_swapped'])} -> fine-tuned {pct(r['accuracy_after'])}; model: {r['model']}")
@@ -172,8 +190,9 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 @click.option("--sweep", is_flag=True, help="Table over blocks 2, 4, 8, 16; writes no checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-cBLOCK]")
 @cache_option
+@step_data_option
 @json_option
-def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, as_json):
+def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, data, as_json):
     """Block-circulant fully connected and LSTM weights: k times fewer weights per compressed layer."""
     from gclf.steps.float_steps import compress_one
     from gclf.steps.runner import apply_step, default_out
@@ -181,7 +200,8 @@ def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, as_js
     def run(k, write):
         return apply_step(model, out or default_out(model, f"-c{k}"),
                           lambda ck, u: compress_one(ck, u, k, layers, finetune_epochs, lr), cache,
-                          on_fold=_fold_echo(as_json or sweep), write=write)
+                          on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
+                          command=command_line(), step_name="compress")
 
     if sweep:
         rows = []
@@ -194,8 +214,7 @@ def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, as_js
         emit_json(rows) if as_json else click.echo(_table(rows, cols))
         return
     r = run(block, write=True)
-    if as_json:
-        emit_json(r)
+    if _final_note(r, as_json):
         return
     for layer in r["folds"][0]["layers"]:
         click.echo(f"  {layer['name']}: {layer['params_before']} -> {layer['params_after']} parameters")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option
+from gclf.cli.common import CONTEXT, cache_option, default_data, emit_json, json_option, step_data_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -19,8 +19,9 @@ from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option
 @click.option("--out", type=click.Path(file_okay=False), default="runs/report", show_default=True,
               help="Folder for report.md, report.png (accuracy against weight bytes) and report.json.")
 @cache_option
+@step_data_option
 @json_option
-def report(runs, bench_json, evaluate, no_latency, out, cache, as_json):
+def report(runs, bench_json, evaluate, no_latency, out, cache, data, as_json):
     """Markdown table and plot: utterance accuracy ± std, window accuracy, weight bytes, µs per window.
 
     RUNS: one run folder (default runs/model, if it exists) reports it and the chain folders derived from
@@ -35,7 +36,8 @@ def report(runs, bench_json, evaluate, no_latency, out, cache, as_json):
         if not Path("runs/model").is_dir():
             raise GclfError("no run folder given and runs/model does not exist: pass RUNS or --bench-json")
         runs = ["runs/model"]
-    r = build_report(runs, bench_json, latency=not no_latency, evaluate=evaluate, cache_root=cache)
+    r = build_report(runs, bench_json, latency=not no_latency, evaluate=evaluate, cache_root=cache,
+                     data=data or default_data())
     r["files"] = write_report(r, out)
     if as_json:
         emit_json(r)

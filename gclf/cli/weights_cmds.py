@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import click
 
-from gclf.cli.common import CONTEXT, cache_option, emit_json, json_option
+from gclf.cli.common import CONTEXT, cache_option, default_data, emit_json, json_option, step_data_option, warn
 
 DEFAULT_MODEL = "runs/model-q8"
 
 
 def _model_option(f):
     return click.option("--model", type=click.Path(), default=DEFAULT_MODEL, show_default=True,
-                        help="A fixed-point checkpoint (from `gclf quantize`), or a run folder: its first fold "
-                             "checkpoint (fold1.pt) is exported.")(f)
+                        help="A fixed-point checkpoint (from `gclf quantize`), or a run folder: its final.pt "
+                             "(trained on every speaker) is exported, or fold1.pt if it has none (a warning says so).")(f)
 
 
 def _force_option(f):
@@ -20,11 +20,14 @@ def _force_option(f):
 
 
 def _out(model: str, out: str | None, root: str):
-    """--out, or a folder under ``root`` named after the run and fold (runs/model-q8 -> root/model-q8-fold1)."""
+    """--out, or a folder under ``root`` named after the run and checkpoint (runs/model-q8 -> root/model-q8-final)."""
     from gclf.backends.outdir import export_dir
-    from gclf.checkpoint import checkpoint_paths
+    from gclf.checkpoint import deploy_checkpoint
 
-    return out or export_dir(root, checkpoint_paths(model)[0])
+    path, note = deploy_checkpoint(model)
+    if note:
+        warn(note)
+    return out or export_dir(root, path)
 
 
 def _kb(n: int | None) -> str:
@@ -35,7 +38,7 @@ def _kb(n: int | None) -> str:
 @_model_option
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for the C header, the .mem files, the .npz and manifest.json "
-                   "[default: weights_data/<run>-<fold>, e.g. weights_data/model-q8-fold1].")
+                   "[default: weights_data/<run>-<checkpoint>, e.g. weights_data/model-q8-final].")
 @click.option("--name", default=None,
               help="Model name: file prefix and C symbol prefix [default: gclf_<checkpoint name>, e.g. gclf_fold1].")
 @_force_option
@@ -91,21 +94,23 @@ def _print_c(r: dict) -> None:
 @click.command("export-c", context_settings=CONTEXT)
 @_model_option
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for gclf_model.c and gclf_model.h [default: export/<run>-<fold>, e.g. export/model-q8-fold1].")
+              help="Folder for gclf_model.c and gclf_model.h [default: export/<run>-<checkpoint>, e.g. "
+                   "export/model-q8-final].")
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="Compile the object with the system C compiler and report text/data/bss, stack and static RAM.")
 @click.option("--verify", is_flag=True,
               help="Also compile a harness and compare its logits with the integer reference on the checkpoint's "
-                   "held-out windows (needs the corpus features, see --cache).")
+                   "held-out windows (final.pt: its training windows; needs the corpus features, see --cache).")
 @click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="host", show_default=True,
               help="cortex-m4: also cross-compile with arm-none-eabi-gcc and report flash and RAM; with --verify run "
                    "the held-out windows on qemu-system-arm -M mps2-an386 and count instructions per inference.")
 @click.option("--dsp/--no-dsp", default=True, show_default=True,
               help="With --target cortex-m4: use the DSP (SMLAD) kernels, or the portable C99 ones (-DGCLF_NO_DSP).")
 @cache_option
+@step_data_option
 @_force_option
 @json_option
-def export_c(model, out, measure, verify, target, dsp, cache, force, as_json):
+def export_c(model, out, measure, verify, target, dsp, cache, data, force, as_json):
     """Integer-only C99 inference (gclf_model.c/.h), bit-exact with the integer reference.
 
     Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
@@ -115,25 +120,25 @@ def export_c(model, out, measure, verify, target, dsp, cache, force, as_json):
     from gclf.backends.c.generate import export_c as run
 
     from gclf.backends.outdir import claim
-    from gclf.checkpoint import checkpoint_paths
+    from gclf.checkpoint import deploy_checkpoint
 
     if target != "host":
         from gclf.backends.c.target import require_tools, target_config
 
         require_tools(target_config(target))                 # before anything is written
     out = _out(model, out, "export")
-    claim(out, checkpoint_paths(model)[0], ["gclf_model.c", "gclf_model.h"], force)
+    claim(out, deploy_checkpoint(model)[0], ["gclf_model.c", "gclf_model.h"], force)
     r = run(model, out, measure=measure)
     if verify:
         from gclf.backends.c.build import verify_export
 
-        r["verify"] = verify_export(model, out, cache)
+        r["verify"] = verify_export(model, out, cache, data or default_data())
     if target != "host":
         from gclf.backends.c.target import build_target, target_config, verify_export_target
 
         cfg = target_config(target, dsp)
         if verify:
-            r["target"] = verify_export_target(model, out, cache, cfg)
+            r["target"] = verify_export_target(model, out, cache, cfg, data or default_data())
         else:
             import tempfile
 

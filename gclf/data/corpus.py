@@ -6,13 +6,14 @@ SPEAKERS.TXT is skipped and counted.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gclf.errors import GclfError
+from gclf.errors import BadAudio, GclfError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -46,6 +47,17 @@ class Corpus:
     @property
     def speakers(self) -> dict[str, str]:
         return {u.speaker: u.sex for u in self.utterances}
+
+    def identity(self) -> dict:
+        """What names this corpus wherever it lies: its folder names and a hash of its utterance ids and sexes.
+        A checkpoint and the feature cache record this, never the absolute path."""
+        return corpus_identity(self.root, self.utterances)
+
+
+def corpus_identity(root: Path, utterances: list[Utterance]) -> dict:
+    blob = "\n".join(f"{u.uid}:{u.sex}" for u in sorted(utterances, key=lambda u: u.uid))
+    return {"name": root.name or "corpus",
+            "id": hashlib.sha256(blob.encode()).hexdigest()[:16], "utterances": len(utterances)}
 
 
 def find_root(path: str | Path) -> Path:
@@ -107,16 +119,21 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """
     import soundfile as sf
 
+    p = Path(path)
+    if not p.exists():
+        raise BadAudio(f"{path}: no such file", "missing")
+    if p.is_dir():
+        raise BadAudio(f"{path}: a folder, not an audio file", "unreadable")
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise GclfError(f"{path}: unreadable audio ({msg})") from None
+        msg = next((line for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
+        raise BadAudio(f"{path}: unreadable audio ({msg})", "unreadable") from None
     audio = audio.mean(axis=1)
     if audio.size == 0:
-        raise GclfError(f"{path}: empty audio")
+        raise BadAudio(f"{path}: empty audio", "empty")
     if not np.all(np.isfinite(audio)):
-        raise GclfError(f"{path}: audio holds NaN or infinite samples")
+        raise BadAudio(f"{path}: audio holds NaN or infinite samples", "unreadable")
     if sr != sample_rate:
         from scipy.signal import resample_poly
         from math import gcd

@@ -26,25 +26,44 @@ def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Pat
     utts = [u for u in utts if u.uid in wanted]
     if not utts:
         raise GclfError(f"no utterance of {corpus.root} could be featurised")
-    return utts, {**summary.as_dict(), "corpus": str(corpus.root)}
+    return utts, {**summary.as_dict(), "corpus": corpus.identity(), "root": str(corpus.root),
+                  "skipped_bad_name": corpus.skipped_bad_name}
 
 
 def features_for_checkpoint(ck: dict, cache_root: str | Path = "pkl_data", data: str | Path | None = None,
                             workers: int | None = None) -> list[UtteranceFeatures]:
-    """The features a checkpoint was trained with: from the cache, or re-extracted from its corpus."""
+    """The features a checkpoint was trained with: from the cache folder its corpus identity and feature config
+    name, else extracted from ``data`` (which must be that corpus, wherever it now lies)."""
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
-    corpus = data or ck.get("corpus")
-    if not corpus:
-        raise GclfError("the checkpoint records no corpus: pass --data")
-    from gclf.data.corpus import find_root
-
-    root = find_root(corpus)
-    cdir = cache_dir_for(root, fcfg, cache_root)
+    ident = ck.get("corpus")
+    if not isinstance(ident, dict):          # checkpoints before corpus identities recorded a path
+        return _features_from_path(ck, fcfg, cache_root, data or ident, workers)
+    cdir = cache_dir_for(ident, fcfg, cache_root)
     if (cdir / "meta.json").is_file():
         _, utts = load_cache(cdir)
         return utts
-    utts, _ = corpus_features(root, fcfg, cache_root, workers)
+    if not data:
+        raise GclfError(f"the features of the model's corpus ({ident.get('name')}, {ident.get('utterances')} "
+                        f"utterances, id {ident.get('id')}) are not in {cache_root}/: pass --data DIR (or set "
+                        "GCLF_DATA) with that corpus")
+    corpus = scan_corpus(data)
+    if corpus.identity()["id"] != ident.get("id"):
+        raise GclfError(f"{corpus.root} is not the corpus this model was trained on ({len(corpus.utterances)} "
+                        f"utterances, id {corpus.identity()['id']}; the model's: {ident.get('utterances')} "
+                        f"utterances, id {ident.get('id')})")
+    return corpus_features(corpus.root, fcfg, cache_root, workers)[0]
+
+
+def _features_from_path(ck: dict, fcfg: FeatureConfig, cache_root, corpus, workers) -> list[UtteranceFeatures]:
+    if not corpus:
+        raise GclfError("the checkpoint records no corpus: pass --data")
+    utts, _ = corpus_features(corpus, fcfg, cache_root, workers)
     return utts
+
+
+def has_heldout(ck: dict) -> bool:
+    """Whether a checkpoint has held-out speakers (a fold model), or none (``final.pt``, trained on all)."""
+    return bool(ck.get("split", {}).get("test_speakers"))
 
 
 def heldout_windows(ck: dict, utts: list[UtteranceFeatures]):
@@ -54,6 +73,13 @@ def heldout_windows(ck: dict, utts: list[UtteranceFeatures]):
         raise GclfError("this checkpoint has no held-out speakers (a final model): evaluate a fold checkpoint "
                         "or pass --data with a corpus of unseen speakers")
     sel = select(utts, test)
-    if not sel:
-        raise GclfError("none of the checkpoint's held-out speakers are in the features found")
+    missing = set(test) - {u.speaker for u in sel}
+    if missing:
+        raise GclfError(f"{len(missing)} of the checkpoint's {len(test)} held-out speakers are missing from the "
+                        "features found (an interrupted or edited cache?): rerun `gclf extract`")
     return eval_windows(sel, FeatureConfig.from_dict(ck["feature_config"]))
+
+
+def heldout_or_none(ck: dict, utts: list[UtteranceFeatures]):
+    """:func:`heldout_windows` of a fold checkpoint; None for a final model (nothing held out to measure on)."""
+    return heldout_windows(ck, utts) if has_heldout(ck) else None

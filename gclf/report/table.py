@@ -109,7 +109,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def folder_accuracy(folder: Path, last_step: str, evaluate: bool = False,
-                    cache_root: str | Path = "pkl_data") -> dict:
+                    cache_root: str | Path = "pkl_data", data: str | Path | None = None) -> dict:
     """{accuracy_utterance, accuracy_utterance_std, accuracy_window, folds} of a run folder: from its
     summary.json (a trained run) or step.json (a derived one), else re-evaluated on held-out speakers."""
     keys = ACCURACY_KEYS.get(last_step, ACCURACY_KEYS["train"])
@@ -117,7 +117,7 @@ def folder_accuracy(folder: Path, last_step: str, evaluate: bool = False,
     if saved is None or keys[0] not in saved:
         from gclf.train.cv import evaluate_run
 
-        saved, keys = evaluate_run(folder, cache_root), ACCURACY_KEYS["train"]
+        saved, keys = evaluate_run(folder, cache_root, data), ACCURACY_KEYS["train"]
     return {"accuracy_utterance": saved[keys[0]], "accuracy_utterance_std": saved.get(keys[1]),
             "accuracy_window": saved.get(keys[2]), "folds": len(saved.get("folds", [])) or None}
 
@@ -162,14 +162,14 @@ def measure_latency(ck: dict, repeat: int = 7, target_s: float = 0.1) -> float:
 
 
 def row_for_run(folder: str | Path, latency: bool = True, evaluate: bool = False,
-                cache_root: str | Path = "pkl_data") -> Row:
+                cache_root: str | Path = "pkl_data", data: str | Path | None = None) -> Row:
     """The report row of one run folder (figures over its folds; bytes and latency of fold 1)."""
     from gclf.checkpoint import chain_of, checkpoint_paths, load_checkpoint
 
     folder = Path(folder)
     ck = load_checkpoint(checkpoint_paths(folder)[0])
     chain = chain_of(ck)
-    acc = folder_accuracy(folder, chain[-1].kind, evaluate, cache_root)
+    acc = folder_accuracy(folder, chain[-1].kind, evaluate, cache_root, data)
     row = Row(step=step_label(chain), chain=step_label(chain), runtime=runtime_of(ck),
               weight_bytes=weight_bytes(ck), source=str(folder), **acc)
     if latency:
@@ -286,13 +286,13 @@ def side_markdown(side: dict) -> str:
 
 # ---- the report -------------------------------------------------------------------------------------
 def build_report(runs: list[str | Path], bench_json: str | Path | None = None, latency: bool = True,
-                 evaluate: bool = False, cache_root: str | Path = "pkl_data") -> dict:
+                 evaluate: bool = False, cache_root: str | Path = "pkl_data", data: str | Path | None = None) -> dict:
     """{"rows": [...], "markdown": table} for run folders (one: it and its derived chain folders)."""
     if not runs and not bench_json:
         raise GclfError("nothing to report: give a run folder and/or --bench-json")
     folders = discover_runs(runs[0]) if len(runs) == 1 else [Path(r) for r in runs]
     bench = load_bench(bench_json) if bench_json else []
-    rows = [row_for_run(f, latency and not bench, evaluate, cache_root) for f in folders]
+    rows = [row_for_run(f, latency and not bench, evaluate, cache_root, data) for f in folders]
     if bench:
         rows = merge_bench(rows, bench)
     device, side = device_rows(bench), side_by_side(bench)

@@ -14,7 +14,7 @@ from gclf.backends.torch_float import n_params
 from gclf.checkpoint import build_float_model, chain_of, graph_of, make_checkpoint
 from gclf.data.dataset import select
 from gclf.data.features import FeatureConfig
-from gclf.data.pipeline import heldout_windows
+from gclf.data.pipeline import heldout_or_none
 from gclf.graph.chain import check_order
 from gclf.steps.api import ApproxConfig, CompressConfig, approx_, compress_
 from gclf.train.evaluate import evaluate, torch_prob_fn
@@ -35,6 +35,9 @@ def finetune(model, ck: dict, utts, epochs: int, lr: float, seed: int, forward=N
 
 
 def accuracy(prob_model, test, classes) -> dict:
+    """Utterance and window accuracy on ``test``; None for both without held-out windows (final.pt)."""
+    if test is None:
+        return {"utt": None, "win": None}
     m = evaluate(torch_prob_fn(prob_model), test, classes)
     return {"utt": m["accuracy_utterance"], "win": m["accuracy_window"]}
 
@@ -45,7 +48,7 @@ def approx_one(ck: dict, utts, sigmoid: str, tanh: str, epochs: int = 10, lr: fl
     LSTM is passed through unchanged (no step is recorded; the report says so)."""
     chain = chain_of(ck)
     check_order(chain, "approx")
-    model, test, classes = build_float_model(ck), heldout_windows(ck, utts), graph_of(ck).classes
+    model, test, classes = build_float_model(ck), heldout_or_none(ck, utts), graph_of(ck).classes
     before = accuracy(model, test, classes)
     step = approx_(model, ApproxConfig(sigmoid, tanh))
     if step is None:
@@ -70,7 +73,7 @@ def compress_one(ck: dict, utts, block: int, layers, epochs: int = 15, lr: float
     """Project the chosen layers onto block-circulant matrices, then fine-tune."""
     chain = chain_of(ck)
     check_order(chain, "compress")
-    model, test, classes = build_float_model(ck), heldout_windows(ck, utts), graph_of(ck).classes
+    model, test, classes = build_float_model(ck), heldout_or_none(ck, utts), graph_of(ck).classes
     before = accuracy(model, test, classes)
     params_before = n_params(model)
     step, layers = compress_(model, CompressConfig(block, tuple(layers) if not isinstance(layers, str) else (layers,)))

@@ -8,7 +8,7 @@ from gclf.backends.fixed import weight_bytes_float
 from gclf.checkpoint import build_float_model, chain_of, graph_of, make_checkpoint
 from gclf.data.dataset import eval_windows, select
 from gclf.data.features import FeatureConfig
-from gclf.data.pipeline import heldout_windows
+from gclf.data.pipeline import heldout_or_none
 from gclf.graph.chain import check_order
 from gclf.graph.spec import QuantConfig
 from gclf.quant.formats import packed_bytes
@@ -25,7 +25,7 @@ def measure_quantized(fixed: FixedPointModel, test, classes, check_exact: bool =
     from gclf.backends.intref import IntegerReference
 
     ref = IntegerReference(fixed.model, fixed.spec)
-    metrics = evaluate(ref.prob_fn(), test, classes)
+    metrics = evaluate(ref.prob_fn(), test, classes)   # the overflow counts come from this run
     extra = {"overflows": dict(ref.overflows)}
     if check_exact:
         extra["bit_exact_mismatches"] = bit_exact_mismatches(fixed, test.x, ref)
@@ -58,7 +58,10 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     split, classes = ck["split"], graph_of(ck).classes
     model = build_float_model(ck)
     calib = eval_windows(select(utts, split["train_speakers"] + split["val_speakers"]), fcfg)
-    test = heldout_windows(ck, utts)
+    # final.pt holds out no speaker: measured (overflows, fake-quant vs integer) on its own training windows,
+    # which says nothing of accuracy; its accuracy figures are None (the folds' are the run's)
+    held = heldout_or_none(ck, utts)
+    test = held if held is not None else calib
     acc_float = evaluate(torch_prob_fn(model), test, classes)
     fixed = quantize(model, qcfg, calib.x)
     acc_ptq, extra = measure_quantized(fixed, test, classes, check_exact and qat_epochs == 0)
@@ -72,5 +75,8 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     report.update({"accuracy_quantized": final["accuracy_utterance"],
                    "accuracy_quantized_window": final["accuracy_window"], **weight_report(fixed),
                    "acc_bits": fixed.spec.acc_bits, **extra})
+    if held is None:
+        report.update({k: None for k in report if k.startswith("accuracy")})
+        final = {}
     new = make_checkpoint(model, fcfg, chain + [fixed.step()], split, ck.get("corpus"), {**final, "quantize": report})
     return new, report

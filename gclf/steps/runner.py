@@ -12,7 +12,8 @@ import numpy as np
 
 from gclf.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from gclf.io import atomic_json
-from gclf.data.pipeline import features_for_checkpoint
+from gclf.data.pipeline import features_for_checkpoint, has_heldout
+from gclf.manifest import check_run, clear_step_dir, new_run_id, write_manifest
 
 StepFn = Callable[[dict, list], tuple[dict, dict]]  # (checkpoint, utterances) -> (new checkpoint, report)
 
@@ -24,26 +25,55 @@ def default_out(model_path: str | Path, suffix: str) -> Path:
 
 
 def apply_step(model_path: str | Path, out: str | Path | None, fn: StepFn, cache_root: str | Path = "pkl_data",
-               on_fold: Callable[[int, dict], None] | None = None, write: bool = True) -> dict:
-    """Run ``fn`` on each fold checkpoint; write the new ones to ``out`` (same file names)."""
-    paths = checkpoint_paths(model_path)
-    reports, utts = [], None
-    if write and out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+               on_fold: Callable[[int, dict], None] | None = None, write: bool = True,
+               data: str | Path | None = None, command: str | None = None, step_name: str = "step") -> dict:
+    """Run ``fn`` on each fold checkpoint and on the run's ``final.pt`` (calibrated and fine-tuned on all its
+    speakers, with the fold's recipe; it has no held-out speakers, so the figures are the folds'); write the
+    new ones to ``out`` (same file names) with a manifest naming the source run as parent.
+
+    ``data``: where the run's corpus lies, read only when its features are not in the cache.
+    """
+    src = Path(model_path)
+    man = check_run(src) if src.is_dir() else None
+    write = write and out is not None
+    paths = checkpoint_paths(src, include_final=write)   # a sweep (nothing written) measures the folds only
+    reports, final_report, utts, run_id = [], None, None, new_run_id()
+    if write:
+        info = dict(run_id=run_id, parent=man["run_id"] if man else None,
+                    folds=sum(p.name.startswith("fold") for p in paths), final=any(p.name == "final.pt" for p in paths),
+                    checkpoints=[p.name for p in paths], seed=man["seed"] if man else None,
+                    arch=man["arch"] if man else None, corpus=man["corpus"] if man else None,
+                    command=command or f"gclf {step_name} --model {src} --out {out}")
     for i, p in enumerate(paths, start=1):
         ck = load_checkpoint(p)
-        utts = utts if utts is not None else features_for_checkpoint(ck, cache_root)
+        utts = utts if utts is not None else features_for_checkpoint(ck, cache_root, data)
+        if write and i == 1:          # inputs read: only now is a previous output replaced
+            out = clear_step_dir(out, src)
+            info["chain"] = [s["step"] for s in ck.get("chain", [])] + [step_name]
+            info["config"] = {"source": str(src)}
+            write_manifest(out, complete=False, **info)
         new, report = fn(ck, utts)
-        if write and out is not None:
+        if write:
+            new = {**new, "run_id": run_id}
             save_checkpoint(Path(out) / p.name, new)
+        if not has_heldout(ck):
+            final_report = {"checkpoint": p.name, "measured": False, **{k: v for k, v in report.items()
+                                                                        if not k.startswith("accuracy")}}
+            continue
         reports.append({"checkpoint": p.name, **report})
         if on_fold:
             on_fold(i, report)
-    summary = mean_report(reports)
-    summary["folds"] = reports
-    summary["model"] = str(out) if write and out is not None else None
-    if write and out is not None:
+    if not reports:
+        summary = {"folds": [], "note": f"{paths[0].name} has no held-out speakers: nothing measured (the "
+                                        "figures of a run are its folds')"}
+    else:
+        summary = mean_report(reports)
+        summary["folds"] = reports
+    summary["final"] = final_report
+    summary["model"] = str(out) if write else None
+    if write:
         atomic_json(Path(out) / "step.json", summary)
+        write_manifest(out, complete=True, **info)
     return summary
 
 

@@ -16,19 +16,28 @@ from gclf.errors import GclfError
 from gclf.graph.chain import Train
 from gclf.graph.ops import Graph
 from gclf.io import atomic_json
+from gclf.manifest import new_run_id, prepare_run_dir, write_manifest
 from gclf.train.evaluate import evaluate, summarize_folds
 from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
 
 
 def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg: FeatureConfig,
-              tcfg: TrainConfig, corpus: str, final: bool = False,
+              tcfg: TrainConfig, corpus: dict | str | None, final: bool = False,
               on_fold: Callable[[int, dict], None] | None = None,
-              on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows, folds, t0 = [], [], time.time()
+              on_epoch: Callable[[dict], None] | None = None, force: bool = False,
+              command: str | None = None) -> dict:
+    """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary, and the
+    run's manifest (:mod:`gclf.manifest`). ``out`` must be empty or missing; ``force`` clears a previous run
+    there. ``corpus``: the corpus identity recorded in every checkpoint."""
+    check_two_classes(utts)
     splits = fold_splits(utts, tcfg.folds, tcfg.seed)
+    out = prepare_run_dir(out, force)
+    run_id = new_run_id()
+    man = dict(run_id=run_id, folds=tcfg.folds, final=final, arch=graph.arch, seed=tcfg.seed,
+               config={"train": asdict(tcfg), "features": asdict(fcfg)}, chain=["train"], corpus=corpus,
+               command=command or f"gclf train --out {out}" + (" --final" if final else ""))
+    write_manifest(out, complete=False, **man)
+    rows, folds, t0 = [], [], time.time()
     if final:
         splits.append(({u.speaker: u.sex for u in utts}, []))
     for i, (train_spk, test_spk) in enumerate(splits, start=1):
@@ -37,11 +46,12 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
         def log(row, name=name):
             rows.append({"fold": name, **row})
             if on_epoch:
-                on_epoch({"fold": name, **row})
+                on_epoch({"fold": name, "epochs": tcfg.epochs, **row})
 
         model, metrics, info = train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i, log)
         split = {**info["split"], "fold": i if test_spk else None, "folds": tcfg.folds, "seed": tcfg.seed}
-        ck = make_checkpoint(model, fcfg, [Train(asdict(tcfg), info["epochs_run"])], split, corpus, metrics)
+        ck = make_checkpoint(model, fcfg, [Train(asdict(tcfg), info["epochs_run"])], split, corpus, metrics,
+                             extra={"run_id": run_id})
         save_checkpoint(out / f"{name}.pt", ck)
         if test_spk:
             folds.append({"fold": i, **{k: metrics[k] for k in ("accuracy_utterance", "accuracy_window",
@@ -54,15 +64,27 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
     result = {**summarize_folds(folds), "folds": folds, "model": str(out), "seconds": round(time.time() - t0, 1),
               "train_config": asdict(tcfg), "arch": graph.arch, "final": str(out / "final.pt") if final else None}
     atomic_json(out / "summary.json", result)
+    write_manifest(out, complete=True, **man)
     return result
 
 
-def evaluate_run(model_path: str | Path, cache_root: str | Path = "pkl_data") -> dict:
-    """Accuracy of each fold checkpoint on its own held-out speakers, and the mean over folds."""
+def check_two_classes(utts: list[UtteranceFeatures]) -> None:
+    """A corpus with speakers of one sex only would train a constant and report 100 %: refused."""
+    sexes = {u.sex for u in utts}
+    if len(sexes) < 2:
+        only = {"F": "female", "M": "male"}.get(next(iter(sexes), ""), "unlabelled")
+        n = len({u.speaker for u in utts})
+        raise GclfError(f"the corpus has {only} speakers only ({n} speakers): a classifier needs both sexes "
+                        "(check SPEAKERS.TXT)")
+
+
+def evaluate_run(model_path: str | Path, cache_root: str | Path = "pkl_data", data: str | Path | None = None) -> dict:
+    """Accuracy of each fold checkpoint on its own held-out speakers, and the mean over folds (``data``: where
+    the run's corpus now lies, read only when its features are not in the cache)."""
     results, utts, evaluated, windows = [], None, set(), 0
     for p in checkpoint_paths(model_path):
         ck = load_checkpoint(p)
-        utts = utts if utts is not None else features_for_checkpoint(ck, cache_root)
+        utts = utts if utts is not None else features_for_checkpoint(ck, cache_root, data)
         ws = heldout_windows(ck, utts)
         m = evaluate(prob_fn_for(ck), ws, graph_of(ck).classes)
         results.append({"checkpoint": str(p), **m})
@@ -83,7 +105,7 @@ def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str
         utts = feats[fcfg]
         split = ck.get("split", {})
         seen = set(split.get("train_speakers", [])) | set(split.get("val_speakers", []))
-        if Path(ck.get("corpus") or "").resolve() != Path(_root(data)).resolve():
+        if not _same_corpus(ck.get("corpus"), data):
             seen = set()  # speaker ids of another corpus are other people
         unseen = [u for u in utts if u.speaker not in seen]
         excluded = len(utts) - len(unseen)
@@ -111,7 +133,14 @@ def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> di
     return out
 
 
-def _root(data) -> Path:
-    from gclf.data.corpus import find_root
+def _same_corpus(recorded, data) -> bool:
+    """Whether ``data`` is the corpus a checkpoint recorded: the same identity (or, for checkpoints that
+    recorded a path, the same folder)."""
+    from gclf.data.corpus import find_root, scan_corpus
 
-    return find_root(data)
+    if isinstance(recorded, dict):
+        try:
+            return scan_corpus(data).identity()["id"] == recorded.get("id")
+        except GclfError:        # not a LibriSpeech-layout corpus: not the one a gclf run trains on
+            return False
+    return Path(recorded or "").resolve() == find_root(data)

@@ -148,14 +148,26 @@ def verify_c(model, spec, c_dir: str | Path, x, cc: str) -> dict:
     return {"windows": len(want), "mismatches": bad}
 
 
-def verify_export(model_path: str | Path, c_dir: str | Path, cache_root: str | Path = "pkl_data") -> dict:
-    """Run the C in ``c_dir`` on the checkpoint's held-out windows and compare with the integer reference."""
+def verification_windows(model_path: str | Path, cache_root: str | Path = "pkl_data",
+                         data: str | Path | None = None):
+    """(model, spec, windows) of a fixed-point checkpoint: its held-out windows (final.pt, which holds out
+    none: its own training windows). ``data``: where the corpus lies, if not cached."""
     from gclf.checkpoint import load_fixed_point
-    from gclf.data.pipeline import features_for_checkpoint, heldout_windows
+    from gclf.data.dataset import eval_windows
+    from gclf.data.features import FeatureConfig
+    from gclf.data.pipeline import features_for_checkpoint, heldout_or_none
 
+    path, ck, model, spec = load_fixed_point(model_path, integer=True)
+    utts = features_for_checkpoint(ck, cache_root, data)
+    windows = heldout_or_none(ck, utts) or eval_windows(utts, FeatureConfig.from_dict(ck["feature_config"]))
+    return model, spec, windows
+
+
+def verify_export(model_path: str | Path, c_dir: str | Path, cache_root: str | Path = "pkl_data",
+                  data: str | Path | None = None) -> dict:
+    """Run the C in ``c_dir`` on :func:`verification_windows` and compare with the integer reference."""
     cc = find_cc()
     if cc is None:
         raise GclfError("verifying needs a C compiler: install cc, gcc or clang, or set $CC")
-    path, ck, model, spec = load_fixed_point(model_path, integer=True)
-    windows = heldout_windows(ck, features_for_checkpoint(ck, cache_root))
+    model, spec, windows = verification_windows(model_path, cache_root, data)
     return verify_c(model, spec, c_dir, windows.x, cc)

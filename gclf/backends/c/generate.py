@@ -138,7 +138,7 @@ def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str
 
 # ---- from a checkpoint -------------------------------------------------------------------------------------
 def export_c(model_path: str | Path, out: str | Path, measure: bool = True) -> dict:
-    """Write gclf_model.c/.h for a fixed-point checkpoint (or a run folder's fold1) into ``out``.
+    """Write gclf_model.c/.h for a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into ``out``.
 
     ``measure``: compile the object with the system C compiler (when there is one) and add its sizes.
     """

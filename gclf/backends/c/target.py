@@ -186,14 +186,12 @@ def measure_target(model, spec, c_dir: str | Path, xq: np.ndarray, cfg: TargetCo
 
 
 def verify_export_target(model_path: str | Path, c_dir: str | Path, cache_root: str | Path = "pkl_data",
-                         cfg: TargetConfig = TargetConfig()) -> dict:
-    """:func:`measure_target` on the checkpoint's held-out windows."""
+                         cfg: TargetConfig = TargetConfig(), data: str | Path | None = None) -> dict:
+    """:func:`measure_target` on the checkpoint's verification windows (see ``build.verification_windows``)."""
+    from gclf.backends.c.build import verification_windows
     from gclf.backends.intref import IntegerReference
-    from gclf.checkpoint import load_fixed_point
-    from gclf.data.pipeline import features_for_checkpoint, heldout_windows
 
     require_tools(cfg)
-    path, ck, model, spec = load_fixed_point(model_path, integer=True)
-    windows = heldout_windows(ck, features_for_checkpoint(ck, cache_root))
+    model, spec, windows = verification_windows(model_path, cache_root, data)
     xq = IntegerReference(model, spec).quantize_input(windows.x)
     return measure_target(model, spec, c_dir, xq, cfg)
