@@ -40,11 +40,15 @@ class FeatureConfig:
     min_seconds: float = 0.5   # clips shorter than this are skipped; shorter than a window: padded
     kind: str = "mfcc"         # "mfcc": MFCC frames; "audio": the raw samples, (1, samples), a frame per sample
                                # (window_frames and window_hop then count samples; the MFCC fields are unused)
+    mfcc_impl: str = "librosa"  # "librosa": librosa.feature.mfcc (the figures' features); "numpy": the same
+                                # definition vectorised (gclf.data.fastmfcc), ~2x faster, within its ATOL
 
     def key(self) -> str:
         d = asdict(self)
         if d["kind"] == "mfcc":            # MFCC caches keep the keys they had before `kind` existed
             d.pop("kind")
+        if d["mfcc_impl"] == "librosa":    # ... and before `mfcc_impl` existed
+            d.pop("mfcc_impl")
         blob = json.dumps({"v": CACHE_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -55,7 +59,13 @@ class FeatureConfig:
 
 
 def mfcc(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """40 librosa MFCCs, shape (n_mfcc, frames), float32."""
+    """40 MFCCs, shape (n_mfcc, frames), float32: librosa's, or the vectorised path (``mfcc_impl``)."""
+    if cfg.mfcc_impl == "numpy":
+        from gclf.data.fastmfcc import mfcc_fast
+
+        return mfcc_fast(audio, cfg.sample_rate, cfg.n_mfcc, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+    if cfg.mfcc_impl != "librosa":
+        raise GclfError(f"unknown mfcc_impl {cfg.mfcc_impl!r}: librosa or numpy")
     import librosa
 
     m = librosa.feature.mfcc(y=audio, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
