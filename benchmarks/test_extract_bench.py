@@ -1,7 +1,10 @@
-"""MFCC extraction throughput (seconds of audio per wall second): one worker against all workers.
+"""MFCC extraction throughput (seconds of audio per wall second): librosa's MFCCs beside the vectorised
+path (``mfcc_impl="numpy"``), each with one worker and with all workers, in the same run.
 
 Each round extracts the whole corpus (real LibriSpeech when present, else synthetic voices) into a fresh
 cache folder: FLAC decoding, MFCCs and the atomic pickle writes, as `gclf extract --store` does.
+``audio_seconds_per_core_second`` divides by the workers used (on a shared machine, by the cores those
+workers actually got is unknown: compare the two paths of one run, not runs of different days).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import os
 import pytest
 
 WORKERS = {"1-worker": 1, "all-workers": os.cpu_count() or 1}
+IMPLS = ["librosa", "numpy"]
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +30,22 @@ def audio_seconds(bench_corpus) -> tuple[object, float]:
 
 @pytest.mark.benchmark(group="MFCC extraction, whole corpus")
 @pytest.mark.parametrize("workers", list(WORKERS), ids=list(WORKERS))
-def test_extract_throughput(benchmark, bench_corpus, audio_seconds, tmp_path, workers):
+@pytest.mark.parametrize("impl", IMPLS, ids=IMPLS)
+def test_extract_throughput(benchmark, bench_corpus, audio_seconds, tmp_path, workers, impl):
     from gclf.data.features import FeatureConfig, extract_corpus
 
     corpus, seconds = audio_seconds
     n = WORKERS[workers]
     fresh = (tmp_path / f"cache{i}" for i in itertools.count())
-    summary = benchmark.pedantic(lambda: extract_corpus(corpus, FeatureConfig(), next(fresh), workers=n),
+    cfg = FeatureConfig(mfcc_impl=impl)
+    summary = benchmark.pedantic(lambda: extract_corpus(corpus, cfg, next(fresh), workers=n),
                                  rounds=2, iterations=1)
     assert summary.done + summary.skipped == len(corpus.utterances) and summary.reused == 0
-    info = {"step": f"extract-{workers}", "measure": "extraction", "workers": n, "files": len(corpus.utterances),
+    step = f"extract-{workers}" if impl == "librosa" else f"extract-{impl}-{workers}"
+    info = {"step": step, "measure": "extraction", "mfcc_impl": impl, "workers": n, "files": len(corpus.utterances),
             "audio_seconds": round(seconds, 1), "data": bench_corpus[1], "corpus": str(corpus.root)}
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is not None:                                   # absent with --benchmark-disable
         info["audio_seconds_per_wall_second"] = round(seconds / stats.median, 1)
+        info["audio_seconds_per_core_second"] = round(seconds / stats.median / n, 1)
     benchmark.extra_info.update(info)

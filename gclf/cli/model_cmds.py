@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
-                     resolve_data, warn, workers_option)
+from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, mfcc_impl_option, model_option,
+                     pct, progress, resolve_data, scheduler_option, warn, workers_option)
 
 
 def _fold_line(i: int, f: dict) -> None:
@@ -40,8 +41,11 @@ def _print_cv(r: dict) -> None:
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
 @workers_option
+@scheduler_option
+@mfcc_impl_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, scheduler, mfcc_impl,
+          as_json):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen)."""
     from gclf.data.pipeline import corpus_features
     from gclf.graph.models import build_graph, feature_config
@@ -50,11 +54,14 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
 
     graph = build_graph(arch)
     fcfg = feature_config(graph)
+    if fcfg.kind == "mfcc":
+        fcfg = replace(fcfg, mfcc_impl=mfcc_impl)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
-                                 progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
+                                 progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
+                                 scheduler=scheduler)
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
-                  on_fold=None if as_json else _fold_line)
+                  on_fold=None if as_json else _fold_line, scheduler=scheduler)
     emit_json(r) if as_json else _print_cv(r)
 
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
 from gclf.data.corpus import Corpus, Utterance, load_audio
 from gclf.errors import GclfError
 from gclf.io import atomic_json, atomic_pickle, safe_load_pickle
+
+if TYPE_CHECKING:
+    from gclf.data.store import FrameRef
 
 CACHE_VERSION = 1
 
@@ -154,7 +156,7 @@ def _is_fresh(pkl: Path, utt: Utterance) -> bool:
 def _work(args: tuple[Utterance, FeatureConfig, str]) -> tuple[str, str | None]:
     utt, cfg, out = args
     try:
-        atomic_pickle(out, extract_utterance(utt, cfg))
+        atomic_pickle(out, extract_utterance(utt, cfg), durable=False)   # checked when read, redone if torn
         return utt.uid, None
     except GclfError as exc:
         return utt.uid, str(exc)
@@ -162,8 +164,11 @@ def _work(args: tuple[Utterance, FeatureConfig, str]) -> tuple[str, str | None]:
 
 def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = "pkl_data",
                    workers: int | None = None, progress: Callable[[int], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> ExtractSummary:
-    """Extract every utterance into the cache, in parallel, skipping files already done."""
+                   on_error: Callable[[str], None] | None = None, scheduler: str | None = None) -> ExtractSummary:
+    """Extract every utterance into the cache, in parallel, skipping files already done.
+
+    ``scheduler`` (a Dask scheduler address) runs the files on that cluster instead of a local pool: the
+    cache folder must then be one every worker sees at the same path (a shared file system)."""
     out = cache_dir_for(corpus.root, cfg, cache_root)
     (out / "files").mkdir(parents=True, exist_ok=True)
     atomic_json(out / "meta.json", {"corpus": str(corpus.root), "feature_config": asdict(cfg),
@@ -179,10 +184,12 @@ def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = 
         else:
             todo.append((u, cfg, str(pkl)))
     workers = max(1, workers or os.cpu_count() or 1)
-    if workers == 1 or len(todo) < 2:
+    if not scheduler and (workers == 1 or len(todo) < 2):
         _collect(map(_work, todo), summary, progress, on_error)
-    else:
-        with ProcessPoolExecutor(min(workers, len(todo))) as pool:   # workers end with the extraction
+    elif todo:
+        from gclf.parallel import executor
+
+        with executor(scheduler, min(workers, len(todo))) as pool:   # workers end with the extraction
             _collect(pool.map(_work, todo, chunksize=1), summary, progress, on_error)
     return summary
 
@@ -203,30 +210,51 @@ def _collect(results: Iterable, summary: ExtractSummary, progress, on_error) -> 
 
 @dataclass
 class UtteranceFeatures:
+    """One utterance's frames, in memory or (from a cache) in its frame store, read when needed."""
+
     uid: str
     speaker: str
     sex: str
     seconds: float
-    mfcc: np.ndarray  # (n_mfcc, T) float32 (kind "audio": (1, samples))
+    data: "np.ndarray | FrameRef"  # (n_mfcc, T) float32 (kind "audio": (1, samples)), or where the store has it
 
     @property
     def label(self) -> int:
         return 1 if self.sex == "F" else 0  # class 1 = female
 
+    @property
+    def mfcc(self) -> np.ndarray:
+        """All frames, (n_mfcc, T) (read from the store each time when stored)."""
+        return self.data if isinstance(self.data, np.ndarray) else self.data.read().T
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.data.shape[1]) if isinstance(self.data, np.ndarray) else self.data.frames
+
+    def window(self, start: int, width: int) -> np.ndarray:
+        """Frames ``start .. start+width`` of the utterance padded as :func:`pad_frames` pads it, (n_mfcc, width)."""
+        if self.n_frames < width or isinstance(self.data, np.ndarray):
+            return pad_frames(self.mfcc, width)[:, start:start + width]
+        return self.data.read(start, width).T
+
 
 def load_cache(cache_dir: str | Path) -> tuple[FeatureConfig, list[UtteranceFeatures]]:
-    """Read a cache folder (no audio is touched). Unsafe pickles raise UnsafePickleError."""
+    """Read a cache folder (no audio is touched): utterances whose frames stay in the cache's frame store
+    (built or refreshed from the pickles first, see :mod:`gclf.data.store`). Unsafe pickles raise
+    UnsafePickleError."""
+    from gclf.data.store import FrameRef, open_store
+
     cache_dir = Path(cache_dir)
     meta_path = cache_dir / "meta.json"
     if not meta_path.is_file():
         raise GclfError(f"{cache_dir} is not a gclf feature cache (no meta.json)")
     cfg = FeatureConfig.from_dict(json.loads(meta_path.read_text())["feature_config"])
-    utts = []
-    for pkl in sorted((cache_dir / "files").glob("*.pkl")):
-        r = safe_load_pickle(pkl)
-        utts.append(UtteranceFeatures(r["uid"], r["speaker"], r["sex"], r["seconds"], np.asarray(r["mfcc"])))
-    if not utts:
+    if not any((cache_dir / "files").glob("*.pkl")):
         raise GclfError(f"{cache_dir} holds no extracted files: run `gclf extract --store` first")
+    path, idx = open_store(cache_dir)
+    utts = [UtteranceFeatures(e["uid"], e["speaker"], e["sex"], e["seconds"],
+                              FrameRef(str(path), e["offset"], e["frames"], idx["channels"]))
+            for e in idx["utterances"]]
     return cfg, utts
 
 
@@ -240,7 +268,7 @@ def find_caches(cache_root: str | Path) -> list[Path]:
 def summarize(utts: list[UtteranceFeatures], cfg: FeatureConfig) -> dict:
     """Counts for `gclf extract --from pkl`."""
     speakers = {u.speaker: u.sex for u in utts}
-    windows = sum(len(window_starts(max(u.mfcc.shape[1], cfg.window_frames), cfg)) for u in utts)
+    windows = sum(len(window_starts(max(u.n_frames, cfg.window_frames), cfg)) for u in utts)
     return {"utterances": len(utts), "windows": windows, "speakers": len(speakers),
             "female": sum(1 for s in speakers.values() if s == "F"),
             "male": sum(1 for s in speakers.values() if s == "M"),
