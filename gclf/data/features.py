@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -60,8 +61,24 @@ class FeatureConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+@lru_cache(maxsize=1)
+def _blas() -> "object":
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def mfcc(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """40 MFCCs, shape (n_mfcc, frames), float32: librosa's, or the vectorised path (``mfcc_impl``)."""
+    """40 MFCCs, shape (n_mfcc, frames), float32: librosa's, or the vectorised path (``mfcc_impl``).
+
+    Computed with one BLAS thread whatever the process's setting: a threaded matrix product rounds
+    differently (by ~1e-5), and the features must not depend on where they were computed (a local pool,
+    this process, or a Dask worker)."""
+    with _blas().limit(limits=1, user_api="blas"):
+        return _mfcc(audio, cfg)
+
+
+def _mfcc(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if cfg.mfcc_impl == "numpy":
         from gclf.data.fastmfcc import mfcc_fast
 
