@@ -58,7 +58,7 @@ def metrics_from_probs(window_p: np.ndarray, ws: WindowSet, classes=DEFAULT_CLAS
             "recall": recall}
 
 
-EVAL_CHUNK = 4096   # windows per call of prob_fn (a multiple of torch_prob_fn's batch: the same batches)
+EVAL_CHUNK = 1024   # windows per call of prob_fn (torch_prob_fn's batch: the same batches as one call)
 
 
 def evaluate(prob_fn: ProbFn, ws: WindowSet, classes=DEFAULT_CLASSES) -> dict:

@@ -45,20 +45,21 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-NORM_CHUNK = 4096   # training windows per pass of the normaliser (~65 MB of 40x99 windows)
-VAL_CHUNK = 4096    # validation windows per forward pass
+NORM_ONE_PASS = 4096  # up to this many training windows (~65 MB of 40x99), the normaliser reads them at once
+NORM_CHUNK = 512      # beyond: windows per step of its streamed float64 sums
+VAL_CHUNK = 512       # validation windows per forward pass
 
 
 @torch.no_grad()
 def fit_normalizer(model: GraphNet, utts: list[UtteranceFeatures], fcfg: FeatureConfig) -> None:
     """Set InputNorm's offset/scale from the training windows (after per-window mean removal).
 
-    Up to NORM_CHUNK windows: one float32 pass over all of them at once (as gclf always computed it).
-    More: streamed NORM_CHUNK at a time, with float64 sums (memory stays bounded; the figures of a set
-    that fits one chunk do not move)."""
+    Up to NORM_ONE_PASS windows: one float32 pass over all of them at once (as gclf always computed it,
+    so the figures of such a corpus do not move). More: streamed NORM_CHUNK at a time, with float64 sums,
+    so memory stays bounded."""
     ws = eval_windows(utts, fcfg)
     cmn = model.input_norm().cmn
-    if len(ws.y) <= NORM_CHUNK:
+    if len(ws.y) <= NORM_ONE_PASS:
         x = ws.x
         if cmn:
             x = x - x.mean(dim=-1, keepdim=True)
