@@ -69,3 +69,30 @@ def test_extract_throughput(benchmark, bench_corpus, audio_seconds, tmp_path, wo
     info["cpu_seconds"] = round(float(np.median(cpu)), 2)
     info["audio_seconds_per_cpu_second"] = round(seconds / float(np.median(cpu)), 1)
     benchmark.extra_info.update(info)
+
+
+@pytest.fixture(scope="module")
+def decoded(audio_seconds) -> list:
+    """Every 12th file of the corpus, decoded once (the MFCC-only benchmark times no I/O)."""
+    from gclf.data.corpus import load_audio
+
+    corpus, _ = audio_seconds
+    return [load_audio(u.path, 16000) for u in corpus.utterances[::12]]
+
+
+@pytest.mark.benchmark(group="MFCC only, decoded audio")
+@pytest.mark.parametrize("impl", IMPLS, ids=IMPLS)
+def test_mfcc_only(benchmark, decoded, bench_corpus, impl):
+    """The MFCC step alone (no decoding, no cache writes), librosa beside the vectorised path."""
+    from gclf.data.features import FeatureConfig, mfcc
+
+    cfg = FeatureConfig(mfcc_impl=impl)
+    out = benchmark.pedantic(lambda: [mfcc(y, cfg) for y in decoded], rounds=7, iterations=1, warmup_rounds=1)
+    assert len(out) == len(decoded) and all(m.shape[0] == cfg.n_mfcc for m in out)
+    seconds = sum(len(y) for y in decoded) / 16000
+    info = {"step": f"mfcc-{impl}", "measure": "mfcc", "mfcc_impl": impl, "files": len(decoded),
+            "audio_seconds": round(seconds, 1), "data": bench_corpus[1]}
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None:
+        info["audio_seconds_per_second"] = round(seconds / stats.min, 1)   # best round: least disturbed
+    benchmark.extra_info.update(info)

@@ -30,7 +30,7 @@ from gclf.io import atomic_json, atomic_write, safe_load_pickle
 
 INDEX = "frames.json"
 STORE_VERSION = 1
-STALE_SECONDS = 3600   # an unreferenced data file older than this is removed (a reader elsewhere may still use a newer one)
+STALE_SECONDS = 3600   # unreferenced data files older than this are removed (younger ones may be in use elsewhere)
 
 
 @dataclass(frozen=True)
