@@ -44,7 +44,7 @@ class FeatureConfig:
     kind: str = "mfcc"         # "mfcc": MFCC frames; "audio": the raw samples, (1, samples), a frame per sample
                                # (window_frames and window_hop then count samples; the MFCC fields are unused)
     mfcc_impl: str = "librosa"  # "librosa": librosa.feature.mfcc (the figures' features); "numpy": the same
-                                # definition vectorised (gclf.data.fastmfcc), ~2x faster, within its ATOL
+                                # definition vectorised (gclf.data.fastmfcc), faster, within its ATOL
 
     def key(self) -> str:
         d = asdict(self)
