@@ -12,8 +12,8 @@ The definition, step by step (librosa 0.10/0.11 defaults):
 5. orthonormal DCT-II over the mel bands, first ``n_mfcc`` coefficients.
 
 Where the numbers differ from librosa: librosa windows and transforms each frame in float64 and rounds
-the spectrum to complex64; this path does the FFT in float32 (several times faster than float64), and the mel and DCT
-steps as float32 matrix products. The difference is float32 rounding of the spectrum, relative to each
+the spectrum to complex64; this path does the FFT in float32 (several times faster than float64), and
+the mel and DCT steps as float32 matrix products. The difference is float32 rounding of the spectrum, relative to each
 frame's energy: it is largest in the quietest mel bands (those near the 80 dB floor). Stated bound,
 tested on synthetic speech, edge cases and (when present) LibriSpeech: the largest absolute difference
 of any coefficient is below ``ATOL`` = 0.005 (coefficients span roughly -600..+250), and the mean
