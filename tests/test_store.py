@@ -111,3 +111,26 @@ def test_streamed_normaliser_agrees_with_one_pass(cache, monkeypatch):
     assert torch.allclose(a.offset, b.offset, rtol=1e-5, atol=1e-4)
     assert torch.allclose(a.scale, b.scale, rtol=1e-5)
     assert not torch.equal(a.offset, torch.zeros_like(a.offset))
+
+
+def test_resumed_extraction_trusts_the_index_without_unpickling(cache, monkeypatch):
+    import os
+    from pathlib import Path
+
+    import gclf.data.features as F
+    from gclf.data.store import known_sources
+
+    load_cache(cache)                                                  # the store (and its index) exists
+    corpus_root = Path(json.loads((Path(cache) / "meta.json").read_text())["corpus"])
+    corpus = scan_corpus(corpus_root)
+    assert len(known_sources(cache)) == 6
+    calls = []
+    real = F.safe_load_pickle
+    monkeypatch.setattr(F, "safe_load_pickle", lambda p: (calls.append(p), real(p))[1])
+    s = extract_corpus(corpus, CFG, Path(cache).parent, workers=1)
+    assert (s.done, s.reused) == (0, 6) and calls == []                # nothing unpickled, nothing redone
+    touched = corpus.utterances[0].path
+    st = os.stat(touched)
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # the audio changed since
+    s = extract_corpus(scan_corpus(corpus_root), CFG, Path(cache).parent, workers=1)
+    assert (s.done, s.reused) == (1, 5)

@@ -159,9 +159,19 @@ def cache_dir_for(corpus_root: Path, cfg: FeatureConfig, cache_root: str | Path)
     return Path(cache_root) / f"{corpus_root.parent.name or 'corpus'}-{corpus_root.name}-{h}"
 
 
-def _is_fresh(pkl: Path, utt: Utterance) -> bool:
+def _is_fresh(pkl: Path, utt: Utterance, known: dict[str, tuple] | None = None) -> bool:
+    """The pickle exists and was made from the audio file as it is now (size, mtime). ``known`` (from the
+    frame store's index: uid -> (pkl size, pkl mtime, audio size, audio mtime)) answers without unpickling
+    when the pickle is the one the store was built from."""
     if not pkl.is_file():
         return False
+    if known and utt.uid in known:
+        try:
+            p, a = pkl.stat(), os.stat(utt.path)
+            if known[utt.uid] == (p.st_size, p.st_mtime_ns, a.st_size, a.st_mtime_ns):
+                return True
+        except OSError:
+            return False
     try:
         rec = safe_load_pickle(pkl)
         st = os.stat(utt.path)
@@ -192,9 +202,12 @@ def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = 
                                     "cache_version": CACHE_VERSION})
     summary = ExtractSummary(str(out), skipped_unknown_speaker=corpus.skipped_unknown_speaker, errors=[])
     todo = []
+    from gclf.data.store import known_sources
+
+    known = known_sources(out)
     for u in corpus.utterances:
         pkl = out / "files" / f"{u.uid}.pkl"
-        if _is_fresh(pkl, u):
+        if _is_fresh(pkl, u, known):
             summary.reused += 1
             if progress:
                 progress(1)

@@ -108,7 +108,8 @@ def build_store(cache_dir: str | Path) -> dict:
             fh.write(np.ascontiguousarray(m.T).astype("<f4", copy=False).tobytes())
             entries.append({"uid": r["uid"], "speaker": r["speaker"], "sex": r["sex"], "seconds": r["seconds"],
                             "offset": offset, "frames": int(m.shape[1]),
-                            "pkl_size": int(st.st_size), "pkl_mtime_ns": int(st.st_mtime_ns)})
+                            "pkl_size": int(st.st_size), "pkl_mtime_ns": int(st.st_mtime_ns),
+                            "src_size": r.get("size"), "src_mtime_ns": r.get("mtime_ns")})
             offset += int(m.shape[1])
 
     atomic_write(cache_dir / name, write, durable=False)   # derived: a torn file fails its size check and is rebuilt
@@ -126,6 +127,16 @@ def _remove_stale(cache_dir: Path, keep: str) -> None:
                 p.unlink()
         except OSError:
             pass   # another process removed it first
+
+
+def known_sources(cache_dir: str | Path) -> dict[str, tuple]:
+    """uid -> (pickle size, pickle mtime, audio size, audio mtime) as the store's index recorded them: lets
+    a resumed extraction tell a pickle is current without unpickling it (empty without an index)."""
+    idx = _read_index(Path(cache_dir))
+    if idx is None:
+        return {}
+    return {u["uid"]: (u["pkl_size"], u["pkl_mtime_ns"], u.get("src_size"), u.get("src_mtime_ns"))
+            for u in idx["utterances"]}
 
 
 def open_store(cache_dir: str | Path) -> tuple[Path, dict]:
