@@ -56,8 +56,12 @@ def safe_load_pickle(path: str | Path) -> Any:
         raise GclfError(f"{path}: not a readable gclf pickle ({exc.__class__.__name__}: {exc})") from None
 
 
-def atomic_write(path: str | Path, writer: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``writer(fileobj)`` on a temp file in the target folder, fsync, then rename over ``path``."""
+def atomic_write(path: str | Path, writer: Callable[[Any], None], mode: str = "wb", durable: bool = True) -> Path:
+    """Call ``writer(fileobj)`` on a temp file in the target folder, fsync, then rename over ``path``.
+
+    ``durable=False`` skips the fsync: still atomic for every reader (the rename), but after a power cut
+    the file may be empty or torn. Only for files that are checked when read and can be made again
+    (the feature cache: an unreadable pickle is redone by the next extract)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -68,7 +72,8 @@ def atomic_write(path: str | Path, writer: Callable[[Any], None], mode: str = "w
         with os.fdopen(fd, mode) as fh:
             writer(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -77,9 +82,9 @@ def atomic_write(path: str | Path, writer: Callable[[Any], None], mode: str = "w
     return path
 
 
-def atomic_pickle(path: str | Path, obj: Any) -> Path:
-    """Pickle ``obj`` to ``path`` atomically."""
-    return atomic_write(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
+def atomic_pickle(path: str | Path, obj: Any, durable: bool = True) -> Path:
+    """Pickle ``obj`` to ``path`` atomically (``durable``: see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL), durable=durable)
 
 
 def atomic_json(path: str | Path, obj: Any) -> Path:

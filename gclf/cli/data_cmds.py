@@ -7,8 +7,8 @@ import tempfile
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, progress, resolve_data, warn,
-                     workers_option)
+from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, mfcc_impl_option, progress,
+                     resolve_data, scheduler_option, warn, workers_option)
 
 
 @click.command(context_settings=CONTEXT)
@@ -50,15 +50,17 @@ def _print_summary(s: dict) -> None:
               help="Keep the features in the cache (--no-store: extract to a temporary folder, report, delete).")
 @cache_option
 @workers_option
+@scheduler_option
+@mfcc_impl_option
 @json_option
-def extract(data, source, store, cache, workers, as_json):
+def extract(data, source, store, cache, workers, scheduler, mfcc_impl, as_json):
     """LibriSpeech FLAC/WAV -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
 
     Resumable: files already extracted with the same corpus and feature config are not redone.
     """
     from gclf.data.features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
 
-    cfg = FeatureConfig()
+    cfg = FeatureConfig(mfcc_impl=mfcc_impl)
     if source == "pkl":
         if data or not find_caches(cache):
             from gclf.data.corpus import scan_corpus
@@ -76,7 +78,7 @@ def extract(data, source, store, cache, workers, as_json):
     try:
         utts, info = corpus_features(resolve_data(data), cfg, tmp or cache, workers,
                                      progress_factory=lambda n: progress(n, "extract", quiet=as_json),
-                                     on_error=warn)
+                                     on_error=warn, scheduler=scheduler)
         s = {**summarize(utts, cfg), **{k: info[k] for k in ("done", "reused", "skipped", "skipped_by_reason",
                                                              "skipped_unknown_speaker", "skipped_bad_name")},
              "cache_dir": info["cache_dir"] if store else None}

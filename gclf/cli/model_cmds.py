@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from gclf.errors import GclfError
 from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, emit_json, json_option,
-                             model_option, pct, progress, resolve_data, warn, workers_option)
+                             mfcc_impl_option, model_option, pct, progress, resolve_data, scheduler_option, warn,
+                             workers_option)
 
 
 def _fold_line(i: int, f: dict) -> None:
@@ -42,8 +44,11 @@ def _print_cv(r: dict) -> None:
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
 @workers_option
+@scheduler_option
+@mfcc_impl_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, as_json):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, scheduler,
+          mfcc_impl, as_json):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
     --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one.
@@ -56,16 +61,20 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
 
     graph = build_graph(arch)
     fcfg = feature_config(graph)
+    if fcfg.kind == "mfcc":
+        fcfg = replace(fcfg, mfcc_impl=mfcc_impl)
     data = resolve_data(data)
     check_run_dir(out, force)               # refuse before any work, and before anything is deleted
     utts, info = corpus_features(data, fcfg, cache, workers,
-                                 progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
+                                 progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
+                                 scheduler=scheduler)
     if not as_json:
         _print_skipped(info)
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
     bar = EpochProgress(quiet=as_json)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
-                  on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line())
+                  on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line(),
+                  scheduler=scheduler)
     bar.close()
     r["data"] = {k: info[k] for k in SKIP_KEYS + ("skipped_by_reason", "done", "reused")}
     emit_json(r) if as_json else _print_cv(r)

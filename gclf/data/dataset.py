@@ -1,22 +1,60 @@
-"""From cached utterances to tensors: fixed evaluation windows and randomly shifted training windows."""
+"""From cached utterances to tensors: fixed evaluation windows and randomly shifted training windows, read
+from the cache a batch at a time (memory does not grow with the corpus)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from gclf.data.features import FeatureConfig, UtteranceFeatures, cut_windows, pad_frames, window_starts
+from gclf.data.features import FeatureConfig, UtteranceFeatures, window_starts
 
 
-@dataclass
+class Windows:
+    """Windows read on demand: window k is frames ``starts[k] ..`` of ``utts[utt_index[k]]``. Indexing (an
+    int, a slice, or an index array/tensor) stacks the chosen windows into a (n, n_mfcc, width) float32
+    tensor, so only the windows asked for are ever in memory."""
+
+    def __init__(self, utts: list[UtteranceFeatures], utt_index: np.ndarray, starts: np.ndarray, width: int):
+        self.utts, self.utt_index, self.starts, self.width = utts, utt_index, starts, width
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, torch.Tensor):
+            key = key.numpy()
+        sel = np.arange(len(self))[key]
+        if sel.ndim == 0:
+            return self[sel[None]][0]
+        if not len(sel):
+            u = self.utts[0] if self.utts else None
+            channels = 0 if u is None else u.data.shape[0] if isinstance(u.data, np.ndarray) else u.data.channels
+            return torch.empty((0, channels, self.width))
+        first = self.utts[self.utt_index[sel[0]]].window(self.starts[sel[0]], self.width)
+        out = np.empty((len(sel), first.shape[0], self.width), dtype=np.float32)   # C order, always
+        for k, (i, s) in enumerate(zip(self.utt_index[sel], self.starts[sel])):
+            out[k] = first if k == 0 else self.utts[i].window(s, self.width)
+        return torch.from_numpy(out)
+
+
 class WindowSet:
-    """All evaluation windows of some utterances, with the utterance each came from."""
+    """All evaluation windows of some utterances, with the utterance each came from. ``x`` may be a tensor
+    or :class:`Windows` read on demand: :meth:`batches` streams either; the ``x`` property gives (and
+    keeps) the whole tensor, for the callers that need every window at once."""
 
-    x: torch.Tensor        # (N, n_mfcc, frames) float32
-    y: torch.Tensor        # (N,) int64, 1 = female
-    utt_index: np.ndarray  # (N,) index into ``utts``
-    utts: list[UtteranceFeatures]
+    def __init__(self, x: "torch.Tensor | Windows", y: torch.Tensor, utt_index: np.ndarray,
+                 utts: list[UtteranceFeatures]):
+        self._x, self.y, self.utt_index, self.utts = x, y, utt_index, utts
+
+    @property
+    def x(self) -> torch.Tensor:  # (N, n_mfcc, frames) float32
+        if not isinstance(self._x, torch.Tensor):
+            self._x = self._x[:]
+        return self._x
+
+    def batches(self, size: int):
+        """(windows, labels) in order, ``size`` at a time."""
+        for i in range(0, len(self.y), size):
+            yield self._x[i:i + size], self.y[i:i + size]
 
     @property
     def utt_labels(self) -> np.ndarray:
@@ -24,32 +62,38 @@ class WindowSet:
 
 
 def eval_windows(utts: list[UtteranceFeatures], cfg: FeatureConfig) -> WindowSet:
-    """Fixed windows (``window_hop`` apart) of every utterance."""
-    xs, ys, idx = [], [], []
+    """Fixed windows (``window_hop`` apart) of every utterance (as :func:`cut_windows` cuts them), read
+    from the cache when iterated."""
+    starts, ys, idx = [], [], []
     for i, u in enumerate(utts):
-        w = cut_windows(u.mfcc, cfg)
-        xs.append(w)
-        ys.append(np.full(len(w), u.label))
-        idx.append(np.full(len(w), i))
-    return WindowSet(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)).long(),
-                     np.concatenate(idx), utts)
+        s = window_starts(max(u.n_frames, cfg.window_frames), cfg)
+        starts.append(np.asarray(s, dtype=np.int64))
+        ys.append(np.full(len(s), u.label))
+        idx.append(np.full(len(s), i))
+    idx_a = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+    starts_a = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    y = torch.from_numpy(np.concatenate(ys) if ys else np.zeros(0, dtype=np.int64)).long()
+    return WindowSet(Windows(utts, idx_a, starts_a, cfg.window_frames), y, idx_a, utts)
 
 
 def random_windows(utts: list[UtteranceFeatures], cfg: FeatureConfig, rng: np.random.Generator,
-                   min_windows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                   min_windows: int = 0) -> tuple[Windows, torch.Tensor]:
     """One epoch of training windows: as many per utterance as it has fixed windows, at random offsets
     (time-shift augmentation: the network never sees the same crop twice). A small corpus is sampled
-    several times over, so that an epoch holds at least ``min_windows`` windows."""
-    xs, ys = [], []
+    several times over, so that an epoch holds at least ``min_windows`` windows. The windows are read
+    when indexed (a batch at a time)."""
+    idx, starts, ys = [], [], []
     w = cfg.window_frames
-    padded = [pad_frames(u.mfcc, w) for u in utts]
-    counts = [len(window_starts(m.shape[1], cfg)) for m in padded]
+    lengths = [max(u.n_frames, w) for u in utts]                  # after padding short utterances
+    counts = [len(window_starts(n, cfg)) for n in lengths]
     reps = max(1, -(-min_windows // max(sum(counts), 1)))
-    for u, m, n in zip(utts, padded, counts):
-        for s in rng.integers(0, m.shape[1] - w + 1, size=n * reps):
-            xs.append(m[:, s:s + w])
-            ys.append(u.label)
-    return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.long)
+    for i, (u, n_frames, n) in enumerate(zip(utts, lengths, counts)):
+        s = rng.integers(0, n_frames - w + 1, size=n * reps)
+        starts.append(s)
+        idx.append(np.full(len(s), i))
+        ys.append(np.full(len(s), u.label))
+    return (Windows(utts, np.concatenate(idx), np.concatenate(starts), w),
+            torch.from_numpy(np.concatenate(ys)).long())
 
 
 def select(utts: list[UtteranceFeatures], speakers) -> list[UtteranceFeatures]:

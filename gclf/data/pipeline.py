@@ -13,12 +13,14 @@ from gclf.errors import GclfError
 
 def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Path = "pkl_data",
                     workers: int | None = None, progress_factory: Callable | None = None,
-                    on_error: Callable[[str], None] | None = None) -> tuple[list[UtteranceFeatures], dict]:
-    """Features of every usable utterance of a corpus: from the cache, extracting what is missing."""
+                    on_error: Callable[[str], None] | None = None,
+                    scheduler: str | None = None) -> tuple[list[UtteranceFeatures], dict]:
+    """Features of every usable utterance of a corpus: from the cache, extracting what is missing (on the
+    Dask cluster at ``scheduler`` when given). The frames stay in the cache's frame store."""
     corpus = scan_corpus(data)
     bar = progress_factory(len(corpus.utterances)) if progress_factory else None
     summary = extract_corpus(corpus, fcfg, cache_root, workers, progress=bar.update if bar else None,
-                             on_error=on_error)
+                             on_error=on_error, scheduler=scheduler)
     if bar:
         bar.close()
     _, utts = load_cache(summary.cache_dir)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from gclf.backends.engines import prob_fn_for
+from gclf.backends.torch_float import GraphNet
 from gclf.checkpoint import checkpoint_paths, graph_of, load_checkpoint, make_checkpoint, save_checkpoint
 from gclf.data.dataset import eval_windows
 from gclf.data.features import FeatureConfig, UtteranceFeatures
@@ -21,14 +22,61 @@ from gclf.train.evaluate import evaluate, summarize_folds
 from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
 
 
+def _fold_task(job: tuple) -> dict:
+    """One fold, runnable in any process (a Dask worker): its weights, metrics, split and log rows."""
+    utts, train_spk, test_spk, graph, fcfg, tcfg, seed = job
+    _check_one_thread_per_worker()
+    rows: list[dict] = []
+    model, metrics, info = train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, rows.append)
+    return {"state_dict": model.state_dict(), "metrics": metrics, "info": info, "rows": rows}
+
+
+def _check_one_thread_per_worker() -> None:
+    """Folds seed torch's global generator: two folds in threads of one process would share it."""
+    try:
+        from distributed import get_worker
+
+        n = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return                                                  # not on a Dask worker
+    if n > 1:
+        raise GclfError(f"a Dask worker runs {n} threads; gclf's folds need `dask worker --nthreads 1` "
+                        "(use --nworkers for more processes)")
+
+
+def _fold_results(jobs: list[tuple], scheduler: str | None, log_factory: Callable[[str], Callable]):
+    """(model, metrics, info) of each fold in order: here, one after the other, or on the Dask cluster."""
+    if not scheduler:
+        for job in jobs:
+            utts, train_spk, test_spk, graph, fcfg, tcfg, seed = job
+            yield train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, log_factory(job))
+        return
+    from gclf.parallel import executor
+
+    with executor(scheduler) as pool:
+        futures = [pool.submit(_fold_task, job) for job in jobs]
+        for job, fut in zip(jobs, futures):
+            r = fut.result()
+            model = GraphNet(job[3])
+            model.load_state_dict(r["state_dict"])
+            model.eval()
+            log = log_factory(job)
+            for row in r["rows"]:
+                log(row)
+            yield model, r["metrics"], r["info"]
+
+
 def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg: FeatureConfig,
               tcfg: TrainConfig, corpus: dict | str | None, final: bool = False,
               on_fold: Callable[[int, dict], None] | None = None,
               on_epoch: Callable[[dict], None] | None = None, force: bool = False,
-              command: str | None = None) -> dict:
+              command: str | None = None, scheduler: str | None = None) -> dict:
     """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary, and the
     run's manifest (:mod:`gclf.manifest`). ``out`` must be empty or missing; ``force`` clears a previous run
-    there. ``corpus``: the corpus identity recorded in every checkpoint."""
+    there. ``corpus``: the corpus identity recorded in every checkpoint.
+
+    ``scheduler`` (a Dask scheduler address) trains the folds as tasks on that cluster, all at once; the
+    results are those of a local run (each fold is seeded on its own)."""
     check_two_classes(utts)
     splits = fold_splits(utts, tcfg.folds, tcfg.seed)
     out = prepare_run_dir(out, force)
@@ -40,15 +88,21 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
     rows, folds, t0 = [], [], time.time()
     if final:
         splits.append(({u.speaker: u.sex for u in utts}, []))
-    for i, (train_spk, test_spk) in enumerate(splits, start=1):
-        name = f"fold{i}" if test_spk else "final"
+    jobs = [(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i)
+            for i, (train_spk, test_spk) in enumerate(splits, start=1)]
 
-        def log(row, name=name):
+    def log_factory(job):
+        name = f"fold{job[6] - tcfg.seed}" if job[2] else "final"
+
+        def log(row):
             rows.append({"fold": name, **row})
             if on_epoch:
                 on_epoch({"fold": name, "epochs": tcfg.epochs, **row})
+        return log
 
-        model, metrics, info = train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i, log)
+    for i, ((train_spk, test_spk), (model, metrics, info)) in enumerate(
+            zip(splits, _fold_results(jobs, scheduler, log_factory)), start=1):
+        name = f"fold{i}" if test_spk else "final"
         split = {**info["split"], "fold": i if test_spk else None, "folds": tcfg.folds, "seed": tcfg.seed}
         ck = make_checkpoint(model, fcfg, [Train(asdict(tcfg), info["epochs_run"])], split, corpus, metrics,
                              extra={"run_id": run_id})

@@ -58,8 +58,13 @@ def metrics_from_probs(window_p: np.ndarray, ws: WindowSet, classes=DEFAULT_CLAS
             "recall": recall}
 
 
+EVAL_CHUNK = 1024   # windows per call of prob_fn (torch_prob_fn's batch: the same batches as one call)
+
+
 def evaluate(prob_fn: ProbFn, ws: WindowSet, classes=DEFAULT_CLASSES) -> dict:
-    return metrics_from_probs(prob_fn(ws.x), ws, classes)
+    """Figures of ``prob_fn`` on every window of ``ws``, reading EVAL_CHUNK windows at a time."""
+    probs = [np.asarray(prob_fn(x)) for x, _ in ws.batches(EVAL_CHUNK)] or [np.asarray(prob_fn(ws.x))]
+    return metrics_from_probs(np.concatenate(probs), ws, classes)
 
 
 def summarize_folds(results: list[dict]) -> dict:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from gclf.data.corpus import speaker_folds, split_validation
 from gclf.data.dataset import eval_windows, random_windows, select
 from gclf.train.evaluate import evaluate, torch_prob_fn
-from gclf.data.features import FeatureConfig, UtteranceFeatures, cut_windows
+from gclf.data.features import FeatureConfig, UtteranceFeatures
 from gclf.backends.torch_float import GraphNet
 from gclf.graph.ops import Graph
 
@@ -45,14 +45,38 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
+NORM_ONE_PASS = 4096  # up to this many training windows (~65 MB of 40x99), the normaliser reads them at once
+NORM_CHUNK = 512      # beyond: windows per step of its streamed float64 sums
+VAL_CHUNK = 512       # validation windows per forward pass
+
+
 @torch.no_grad()
 def fit_normalizer(model: GraphNet, utts: list[UtteranceFeatures], fcfg: FeatureConfig) -> None:
-    """Set InputNorm's offset/scale from the training windows (after per-window mean removal)."""
-    x = torch.from_numpy(np.concatenate([cut_windows(u.mfcc, fcfg) for u in utts]))
-    if model.input_norm().cmn:
-        x = x - x.mean(dim=-1, keepdim=True)
-    model.input_norm().offset.copy_(x.mean(dim=(0, 2)))
-    model.input_norm().scale.copy_(1.0 / x.std(dim=(0, 2)).clamp_min(1e-3))
+    """Set InputNorm's offset/scale from the training windows (after per-window mean removal).
+
+    Up to NORM_ONE_PASS windows: one float32 pass over all of them at once (as gclf always computed it,
+    so the figures of such a corpus do not move). More: streamed NORM_CHUNK at a time, with float64 sums,
+    so memory stays bounded."""
+    ws = eval_windows(utts, fcfg)
+    cmn = model.input_norm().cmn
+    if len(ws.y) <= NORM_ONE_PASS:
+        x = ws.x
+        if cmn:
+            x = x - x.mean(dim=-1, keepdim=True)
+        mean, std = x.mean(dim=(0, 2)), x.std(dim=(0, 2))
+    else:
+        n, s1, s2 = 0, 0.0, 0.0
+        for x, _ in ws.batches(NORM_CHUNK):
+            x = x.double()
+            if cmn:
+                x = x - x.mean(dim=-1, keepdim=True)
+            n += x.shape[0] * x.shape[2]
+            s1 = s1 + x.sum(dim=(0, 2))
+            s2 = s2 + (x * x).sum(dim=(0, 2))
+        m64 = s1 / n
+        mean, std = m64.float(), ((s2 - n * m64 * m64) / (n - 1)).clamp_min(0).sqrt().float()
+    model.input_norm().offset.copy_(mean)
+    model.input_norm().scale.copy_(1.0 / std.clamp_min(1e-3))
 
 
 def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=None) -> tuple[float, float]:
@@ -78,8 +102,12 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
 
 @torch.no_grad()
 def _val_loss(model, ws) -> float:
+    """Mean cross-entropy over the validation windows, VAL_CHUNK windows per forward pass."""
     model.eval()
-    return float(F.cross_entropy(model(ws.x).float(), ws.y))
+    total = 0.0
+    for x, y in ws.batches(VAL_CHUNK):
+        total += float(F.cross_entropy(model(x).float(), y)) * len(y)
+    return total / len(ws.y)
 
 
 def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[UtteranceFeatures],
