@@ -1,0 +1,91 @@
+"""The front-end's generated C: bit-exact with the numpy integer reference on every frame of synthetic edge
+cases and of real LibriSpeech utterances, overflow counts equal, strict warnings, prefixed symbols."""
+import subprocess
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gclf.frontend import FrontendConfig, mfcc_int, pcm16
+from gclf.frontend.c import build_frontend_harness, generate_frontend_c, run_frontend_c
+
+from tests.conftest import REAL_DATA
+from tests.test_frontend import _edge_cases, _speech
+
+CFG = FrontendConfig()
+
+
+@pytest.fixture(scope="module")
+def fe_exe(tmp_path_factory):
+    from gclf.backends.c.build import find_cc
+
+    cc = find_cc()
+    if cc is None:
+        pytest.skip("no C compiler on this machine (cc, gcc, clang or $CC)")
+    return build_frontend_harness(tmp_path_factory.mktemp("fe"), cc, CFG)
+
+
+def _same(exe, pcm, cfg=CFG):
+    got, gc = run_frontend_c(exe, pcm)
+    want, wc = mfcc_int(pcm, cfg)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert gc == wc
+    return gc
+
+
+@pytest.mark.parametrize("case", sorted(_edge_cases()))
+def test_c_matches_integer_reference_on_edge_cases(fe_exe, case):
+    _same(fe_exe, _edge_cases()[case])
+
+
+def test_c_matches_integer_reference_on_speech_and_noise(fe_exe):
+    rng = np.random.default_rng(7)
+    _same(fe_exe, _speech("F", 30, 3.0))
+    _same(fe_exe, _speech("M", 31, 3.0))
+    _same(fe_exe, rng.integers(-32768, 32768, 16000).astype(np.int16))
+    _same(fe_exe, np.zeros(0, np.int16))
+
+
+def test_c_counts_the_same_overflows(cc, tmp_path):
+    cfg = replace(CFG, out_frac=27)
+    exe = build_frontend_harness(tmp_path, cc, cfg)
+    counts = _same(exe, _edge_cases()["full_scale_square"], cfg)
+    assert counts["out"] > 0
+
+
+def test_two_prefixes_link_into_one_program(cc, tmp_path):
+    """Every symbol carries the prefix: two front-ends compile and link side by side."""
+    a = build_frontend_harness(tmp_path / "a", cc, CFG, prefix="mic0_")
+    b = generate_frontend_c(tmp_path / "a", replace(CFG, floor_db=-60.0), prefix="mic1_")
+    exe = tmp_path / "both"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-O1", "-I", str(tmp_path / "a"), "-o", str(exe),
+                    str(tmp_path / "a" / "mic0_frontend.c"), b["c"], str(tmp_path / "a" / "mic0_frontend_main.c")],
+                   check=True)
+    pcm = _speech("F", 40)
+    np.testing.assert_array_equal(run_frontend_c(exe, pcm)[0], run_frontend_c(a, pcm)[0])
+    nm = subprocess.run(["nm", "-g", "--defined-only", str(tmp_path / "both")], capture_output=True, text=True)
+    if nm.returncode == 0:
+        names = [ln.split()[-1] for ln in nm.stdout.splitlines() if "fe_" in ln]
+        assert names and all(n.startswith(("mic0_", "mic1_")) for n in names)
+
+
+def test_bad_prefix_is_refused(tmp_path):
+    from gclf.errors import GclfError
+
+    with pytest.raises(GclfError):
+        generate_frontend_c(tmp_path, CFG, prefix="1bad-")
+
+
+@pytest.mark.realdata
+def test_c_matches_integer_reference_on_20_real_utterances(fe_exe):
+    from gclf.data.corpus import load_audio
+
+    files = sorted(REAL_DATA.rglob("*.flac"))[::12][:20]
+    assert len(files) == 20
+    frames = 0
+    for f in files:
+        pcm = pcm16(load_audio(f, 16000))
+        _same(fe_exe, pcm)
+        frames += CFG.n_frames(pcm.size)
+    assert frames > 20 * 100
