@@ -49,16 +49,19 @@ def _print_summary(s: dict) -> None:
 @click.option("--store/--no-store", default=True, show_default=True,
               help="Keep the features in the cache (--no-store: extract to a temporary folder, report, delete).")
 @cache_option
+@click.option("--frontend", type=click.Choice(["librosa", "int"]), default="librosa", show_default=True,
+              help="MFCCs from librosa (float) or from the integer front-end the device runs.")
 @workers_option
 @json_option
-def extract(data, source, store, cache, workers, as_json):
+def extract(data, source, store, cache, frontend, workers, as_json):
     """LibriSpeech FLAC/WAV -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
 
     Resumable: files already extracted with the same corpus and feature config are not redone.
     """
     from gclf.data.features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
+    from gclf.frontend.features import with_frontend
 
-    cfg = FeatureConfig()
+    cfg = with_frontend(FeatureConfig(), frontend)
     if source == "pkl":
         if data or not find_caches(cache):
             from gclf.data.corpus import find_root

@@ -39,17 +39,21 @@ def _print_cv(r: dict) -> None:
 @click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
+@click.option("--frontend", type=click.Choice(["librosa", "int"]), default="librosa", show_default=True,
+              help="MFCCs from librosa (float, research) or from the integer front-end the device runs "
+                   "(gclf.frontend: bit-exact with its generated C).")
 @workers_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, frontend, workers, as_json):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen)."""
     from gclf.data.pipeline import corpus_features
+    from gclf.frontend.features import with_frontend
     from gclf.graph.models import build_graph, feature_config
     from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
     graph = build_graph(arch)
-    fcfg = feature_config(graph)
+    fcfg = with_frontend(feature_config(graph), frontend)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)

@@ -39,6 +39,7 @@ class FeatureConfig:
     window_hop: int = 50       # frames between window starts (~50 % overlap)
     min_seconds: float = 0.5   # clips shorter than this are skipped; shorter than a window: padded
     kind: str = "mfcc"         # "mfcc": MFCC frames; "audio": the raw samples, (1, samples), a frame per sample
+                               # "int_mfcc": MFCC frames of the integer front-end (gclf.frontend), in dB
                                # (window_frames and window_hop then count samples; the MFCC fields are unused)
 
     def key(self) -> str:
@@ -67,8 +68,12 @@ def frames(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """What a model window is cut from: MFCCs (n_mfcc, frames), or the raw samples as (1, samples) float32."""
     if cfg.kind == "audio":
         return np.asarray(audio, dtype=np.float32)[None, :]
+    if cfg.kind == "int_mfcc":
+        from gclf.frontend.features import int_mfcc_frames
+
+        return int_mfcc_frames(audio, cfg)
     if cfg.kind != "mfcc":
-        raise GclfError(f"unknown feature kind {cfg.kind!r}: mfcc or audio")
+        raise GclfError(f"unknown feature kind {cfg.kind!r}: mfcc, int_mfcc or audio")
     return mfcc(audio, cfg)
 
 
