@@ -89,3 +89,40 @@ def test_c_matches_integer_reference_on_20_real_utterances(fe_exe):
         _same(fe_exe, pcm)
         frames += CFG.n_frames(pcm.size)
     assert frames > 20 * 100
+
+
+@pytest.fixture(scope="module")
+def stream_exe(tmp_path_factory):
+    from gclf.backends.c.build import find_cc
+    from gclf.frontend.c import build_stream_harness
+
+    cc = find_cc()
+    if cc is None:
+        pytest.skip("no C compiler on this machine (cc, gcc, clang or $CC)")
+    return build_stream_harness(tmp_path_factory.mktemp("fes"), cc, CFG)
+
+
+@pytest.mark.parametrize("seed,chunking", enumerate(["one_sample", "random_small", "random_large", "hop", "whole"]))
+def test_streaming_equals_whole_clip_under_any_chunking(stream_exe, seed, chunking):
+    from gclf.frontend.c import run_stream_c
+
+    rng = np.random.default_rng(seed)
+    pcm = np.concatenate([_speech("M", 60, 1.3), _edge_cases()["clipped_speech"][:2345]])
+    chunks = {"one_sample": [1], "random_small": rng.integers(1, 40, 500),
+              "random_large": rng.integers(1, 3000, 50), "hop": [CFG.hop], "whole": [pcm.size]}[chunking]
+    want, wc = mfcc_int(pcm, CFG)
+    got, gc = run_stream_c(stream_exe, pcm, chunks)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert gc == wc
+
+
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 319, 320, 321, 511, 512, 513, 576, 577, 1000])
+def test_streaming_frame_count_at_clip_boundaries(stream_exe, n):
+    from gclf.frontend.c import run_stream_c
+
+    pcm = (np.random.default_rng(n).integers(-3000, 3000, n)).astype(np.int16)
+    got, _ = run_stream_c(stream_exe, pcm, [7, 1, 300])
+    want, _ = mfcc_int(pcm, CFG)
+    assert got.shape[1] == want.shape[1] == 1 + n // CFG.hop
+    np.testing.assert_array_equal(got, want)

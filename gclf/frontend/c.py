@@ -104,3 +104,42 @@ def run_frontend_c(exe: str | Path, pcm: np.ndarray) -> tuple[np.ndarray, dict]:
     fft, out = (int(v) for v in lines[-1].split()[1:])
     rows = np.array([[int(v) for v in ln.split()] for ln in lines[:-1]], dtype=np.int64)
     return rows.T, {"fft": fft, "out": out}
+
+
+def build_stream_harness(out_dir: str | Path, cc: str, cfg: FrontendConfig = FrontendConfig(),
+                         prefix: str = "gclf_") -> Path:
+    """Generate the front-end and the streaming harness in ``out_dir`` and compile them (strict warnings)."""
+    from gclf.backends.c.build import CFLAGS
+    from gclf.io import atomic_text
+
+    out = Path(out_dir)
+    gen = generate_frontend_c(out, cfg, prefix)
+    main = atomic_text(out / f"{prefix}frontend_stream_main.c",
+                       _render("frontend_stream_main.c.tmpl", frontend_fields(cfg, prefix)))
+    exe = out / f"{prefix}frontend_stream_main"
+    r = subprocess.run([cc, *CFLAGS, *C_FLAGS_STRICT, "-I", str(out), "-o", str(exe), gen["c"], str(main)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise GclfError(f"compiling the streaming front-end failed: {(r.stderr or r.stdout).strip()[:2000]}")
+    return exe
+
+
+def run_stream_c(exe: str | Path, pcm: np.ndarray, chunks) -> tuple[np.ndarray, dict]:
+    """MFCCs (n_mfcc, frames) of ``pcm`` pushed through the streaming API in ``chunks`` (sizes >= 1, cycled)."""
+    chunks = np.asarray(chunks, dtype="<i4")
+    if chunks.size == 0 or chunks.min() < 1:
+        raise ValueError("chunk sizes must be >= 1")
+    pcm = np.ascontiguousarray(pcm)
+    if pcm.dtype != np.int16:
+        raise TypeError("the front-end reads int16 PCM")
+    with tempfile.TemporaryDirectory(prefix="gclf-fes-") as tmp:
+        pcm.astype("<i2").tofile(Path(tmp) / "pcm.bin")
+        chunks.tofile(Path(tmp) / "chunks.bin")
+        r = subprocess.run([str(exe), str(Path(tmp) / "pcm.bin"), str(Path(tmp) / "chunks.bin")],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        raise GclfError(f"the streaming harness failed (exit {r.returncode}): {r.stderr.strip()[:300]}")
+    lines = r.stdout.splitlines()
+    fft, out = (int(v) for v in lines[-1].split()[1:])
+    rows = np.array([[int(v) for v in ln.split()] for ln in lines[:-1]], dtype=np.int64)
+    return rows.T, {"fft": fft, "out": out}
