@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gclf.data.synth import synthesize_voice
 from gclf.frontend import FrontendConfig, float_of_int, mfcc_float, mfcc_int, pcm16, tables
 from gclf.frontend.intref import fft_int, log2_q16
+from gclf.frontend.signals import edge_cases, speech
 
 CFG = FrontendConfig()
 INT_VS_FLOAT_DB = 0.05      # max |integer - float mirror| per coefficient, dB (measured: ~0.01)
@@ -15,25 +15,11 @@ MIRROR_VS_LIBROSA_DB = 0.01  # max |mirror - librosa| per coefficient, dB (libro
 
 
 def _speech(sex: str, seed: int, seconds: float = 2.0) -> np.ndarray:
-    return pcm16(synthesize_voice(sex, seconds, np.random.default_rng(seed)))
+    return speech(sex, seed, seconds)
 
 
 def _edge_cases() -> dict[str, np.ndarray]:
-    n = 16000
-    t = np.arange(n) / 16000
-    rng = np.random.default_rng(3)
-    sq = np.where(np.sin(2 * np.pi * 110 * t) >= 0, 32767, -32768).astype(np.int16)
-    speech = _speech("F", 1).astype(np.int64)
-    return {
-        "silence": np.zeros(n, np.int16),
-        "full_scale_square": sq,
-        "clipped_speech": np.clip(speech * 20, -32768, 32767).astype(np.int16),
-        "dc_offset": np.clip(speech + 12000, -32768, 32767).astype(np.int16),
-        "dc_only": np.full(n, -32768, np.int16),
-        "one_lsb_noise": rng.integers(-1, 2, n).astype(np.int16),
-        "impulse": np.eye(1, n, 4000, dtype=np.int16)[0] * 32767,
-        "short_clip": _speech("M", 2)[:100],
-    }
+    return edge_cases()
 
 
 @pytest.mark.parametrize("case", sorted(_edge_cases()))

@@ -126,3 +126,31 @@ def test_streaming_frame_count_at_clip_boundaries(stream_exe, n):
     want, _ = mfcc_int(pcm, CFG)
     assert got.shape[1] == want.shape[1] == 1 + n // CFG.hop
     np.testing.assert_array_equal(got, want)
+
+
+def test_export_frontend_cli_writes_prefixed_verified_c(cc, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from gclf.cli import cli
+
+    r = CliRunner().invoke(cli, ["export-frontend", "--out", str(tmp_path / "fe"), "--prefix", "x_", "--verify",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert j["verify"]["mismatches"] == 0 and j["verify"]["frames"] > 500
+    h = (tmp_path / "fe" / "x_frontend.h").read_text()
+    assert "X_FE_N_MFCC" in h and "x_fe_stream_push" in h and "gclf_" not in h
+
+
+def test_export_frontend_bad_prefix_is_one_line(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from gclf.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["gclf", "export-frontend", "--out", str(tmp_path / "fe"), "--prefix", "no-"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "fe").exists()

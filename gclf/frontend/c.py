@@ -143,3 +143,18 @@ def run_stream_c(exe: str | Path, pcm: np.ndarray, chunks) -> tuple[np.ndarray, 
     fft, out = (int(v) for v in lines[-1].split()[1:])
     rows = np.array([[int(v) for v in ln.split()] for ln in lines[:-1]], dtype=np.int64)
     return rows.T, {"fft": fft, "out": out}
+
+
+def verify_frontend_c(exe: str | Path, cfg: FrontendConfig = FrontendConfig()) -> dict:
+    """Compare the compiled harness with the numpy integer reference on synthetic speech and edge cases."""
+    from gclf.frontend.intref import mfcc_int
+    from gclf.frontend.signals import edge_cases, speech
+
+    signals = {**edge_cases(), "speech_f": speech("F", 100, 3.0), "speech_m": speech("M", 101, 3.0)}
+    frames = bad = 0
+    for pcm in signals.values():
+        got, gc = run_frontend_c(exe, pcm)
+        want, wc = mfcc_int(pcm, cfg)
+        frames += want.shape[1]
+        bad += want.shape[1] if got.shape != want.shape or gc != wc else int((got != want).any(axis=0).sum())
+    return {"signals": len(signals), "frames": frames, "mismatches": bad}
