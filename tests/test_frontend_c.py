@@ -102,7 +102,7 @@ def stream_exe(tmp_path_factory):
     return build_stream_harness(tmp_path_factory.mktemp("fes"), cc, CFG)
 
 
-@pytest.mark.parametrize("seed,chunking", enumerate(["one_sample", "random_small", "random_large", "hop", "whole"]))
+@pytest.mark.parametrize("seed,chunking", list(enumerate(["one_sample", "random_small", "random_large", "hop", "whole"])))
 def test_streaming_equals_whole_clip_under_any_chunking(stream_exe, seed, chunking):
     from gclf.frontend.c import run_stream_c
 
