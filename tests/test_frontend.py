@@ -121,3 +121,12 @@ def test_fft_overflow_saturates_and_counts():
 def test_integer_path_rejects_float_input():
     with pytest.raises(TypeError):
         mfcc_int(np.zeros(1000, np.float32), CFG)
+
+
+def test_trivial_twiddles_are_exact_in_the_tables():
+    """The C skips the products for w = 1 and w = -i: valid only because the tables hold them exactly and
+    a rounded shift of an exact multiple of 2^30 returns it unchanged."""
+    t = tables(CFG)
+    one = 1 << CFG.twiddle_frac
+    assert (t.tw_re[0], t.tw_im[0]) == (one, 0)
+    assert (t.tw_re[CFG.n_fft // 4], t.tw_im[CFG.n_fft // 4]) == (0, -one)
