@@ -109,13 +109,13 @@ def test_output_overflow_saturates_and_counts():
 
 
 def test_fft_overflow_saturates_and_counts():
-    """Frames beyond the block-floating-point range (2^22 instead of < 2^21) overflow the FFT's DC bin."""
+    """Frames beyond the block-floating-point range (2^22 instead of < 2^20) overflow the DC bin of 2X."""
     counts = {}
     re, _ = fft_int(np.full((2, CFG.n_fft), 2 ** 22, np.int64), CFG, counts)
     assert counts["fft"] > 0 and re[:, 0].tolist() == [2 ** 31 - 1] * 2
     counts = {}
     re, _ = fft_int(np.full((2, CFG.n_fft), 2 ** 21 - 1, np.int64), CFG, counts)
-    assert counts["fft"] == 0 and re[:, 0].tolist() == [(2 ** 21 - 1) * CFG.n_fft] * 2
+    assert counts["fft"] == 0 and re[:, 0].tolist() == [2 * (2 ** 21 - 1) * CFG.n_fft] * 2
 
 
 def test_integer_path_rejects_float_input():

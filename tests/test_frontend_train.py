@@ -59,3 +59,11 @@ def test_train_and_quantize_on_the_int_front_end(synth_corpus, tmp_path):
     r = CliRunner().invoke(cli, ["predict", str(next(synth_corpus.rglob("*.flac"))), "--model", out, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)[0]["label"] in ("F", "M")
+
+
+def test_int_mfcc_cache_key_follows_the_front_end_definition(monkeypatch):
+    import gclf.frontend.config as fc
+
+    before = INT.key()
+    monkeypatch.setattr(fc, "ARITHMETIC_VERSION", fc.ARITHMETIC_VERSION + 1)
+    assert INT.key() != before

@@ -46,6 +46,10 @@ class FeatureConfig:
         d = asdict(self)
         if d["kind"] == "mfcc":            # MFCC caches keep the keys they had before `kind` existed
             d.pop("kind")
+        elif d["kind"] == "int_mfcc":      # the integer front-end's definition is part of its identity
+            from gclf.frontend.features import frontend_config
+
+            d["frontend"] = frontend_config(self).key()
         blob = json.dumps({"v": CACHE_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -40,12 +40,12 @@ def frontend_fields(cfg: FrontendConfig, prefix: str = "gclf_") -> dict:
     mel_w = np.concatenate([t.mel[m, lo:lo + n] for m, (lo, n) in enumerate(zip(t.mel_lo, t.mel_len))])
     rem_bits = cfg.log_frac - cfg.log_table_bits
     dct_rows = ",\n".join("    {" + ", ".join(str(int(x)) for x in row) + "}" for row in t.dct)
-    table_bytes = (2 * cfg.n_fft + 4 * cfg.n_fft + 2 * cfg.n_fft + 2 * 2 * cfg.n_mels + 2 * mel_w.size
+    table_bytes = (2 * cfg.n_fft + 4 * 2 * t.tw_re.size + 2 * t.bitrev.size + 2 * 2 * cfg.n_mels + 2 * mel_w.size
                    + 4 * cfg.n_mels + 4 * t.log_table.size + 4 * t.dct.size)
-    ram_bytes = 4 * cfg.n_fft * 2 + 8 * cfg.n_bins + 4 * cfg.n_mels + 2 * cfg.n_fft + 8
+    ram_bytes = 4 * cfg.n_fft + 4 * cfg.n_fft + 8 * cfg.n_bins + 4 * cfg.n_mels + 2 * cfg.n_fft + 8
     return {
         "p": prefix, "P": prefix.upper(), **{k: v for k, v in cfg.as_dict().items()},
-        "out_one": 1 << cfg.out_frac, "half": cfg.n_fft // 2, "n_half": cfg.n_fft // 2, "n_bins": cfg.n_bins,
+        "out_one": 1 << cfg.out_frac, "half_mask": cfg.n_fft // 2 - 1, "half": cfg.n_fft // 2, "n_half": cfg.n_fft // 2, "n_bins": cfg.n_bins,
         "log_segments": 1 << cfg.log_table_bits, "log_segments_1": (1 << cfg.log_table_bits) + 1,
         "window": _array(t.window), "tw_re": _array(t.tw_re, 8), "tw_im": _array(t.tw_im, 8),
         "bitrev": _array(t.bitrev, 16), "mel_lo": _array(t.mel_lo, 16), "mel_len": _array(t.mel_len, 16),

@@ -7,10 +7,12 @@ PCM int16 -> MFCC frames, per frame (nothing depends on the whole clip):
 2. window: periodic Hann in Q15 (``round(32768 w)`` saturated to 32767); ``xw = x * w`` is exact in int32.
 3. block floating point: each frame is shifted (left, or right with rounding) so that ``max |xw|`` lies in
    [2^(fft_in_bits-1), 2^fft_in_bits); the shift ``s`` is the frame's exponent.
-4. FFT: radix-2 complex FFT of ``n_fft`` points (imaginary part 0), int32 data, Q30 twiddles, products in
-   int64 rounded back by ``>> 30``; no per-stage scaling (the growth of 2^9 fits: |X| < 2^(fft_in_bits+9)).
-   Butterfly outputs saturate to int32 and count (``overflows["fft"]``; unreachable with the default format).
-5. power: ``re^2 + im^2`` (uint64), rounded ``>> power_shift``.
+4. FFT of a real frame through a complex one of half the size: z[i] = x[2i] + j x[2i+1], a radix-2 DIT FFT
+   Z of n_fft/2 points on int32 data with Q30 twiddles (products in int64, rounded back by ``>> 30``), then
+   for k = 0..n_fft/2: 2X[k] = (Z[k] + conj Z[-k]) + W^k (-j) (Z[k] - conj Z[-k]), W = e^(-2 pi j / n_fft)
+   (the same table, 1 + n_fft/2 entries). No per-stage scaling: |2X| < 2^(fft_in_bits + 10) <= 2^30 fits.
+   Butterfly and 2X outputs saturate to int32 and count (``overflows["fft"]``; unreachable by default).
+5. power: ``|2X|^2`` (int64, < 2^61), rounded ``>> power_shift`` (the factor 4 goes into the band offsets).
 6. mel: Slaney-normalised triangular filters (librosa's ``filters.mel``), each band's weights in Q15
    relative to the band's largest weight; the band's scale goes into a per-band log2 offset.
 7. log: ``log2`` in Q16 from the bit length plus a 65-entry table of ``log2(1 + i/64)`` with linear
@@ -31,6 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 DB_PER_LOG2 = 10.0 * math.log10(2.0)   # dB per octave of power
+ARITHMETIC_VERSION = 2                 # bump whenever the integer arithmetic changes (feature caches key on it)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class FrontendConfig:
     floor_db: float = -70.0    # absolute floor of each band (dB of (PCM/32768)^2 power; librosa top_db=80 below a
                                # clip peak of +10 dB, typical of LibriSpeech whose clips peak at +5..+14 dB)
     window_frac: int = 15      # Hann window in Q15
-    fft_in_bits: int = 21      # block floating point: max |frame| in [2^20, 2^21) before the FFT
+    fft_in_bits: int = 20      # block floating point: max |frame| in [2^19, 2^20) before the FFT
     twiddle_frac: int = 30     # FFT twiddles in Q30
     power_shift: int = 24      # |X|^2 >> 24 before the mel sums
     mel_frac: int = 15         # mel weights in Q15 of the band's largest weight
@@ -68,11 +71,19 @@ class FrontendConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def key(self) -> str:
+        """Identity of the definition: every field and the arithmetic version."""
+        import hashlib
+        import json
+
+        blob = json.dumps({"arithmetic": ARITHMETIC_VERSION, **self.as_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
     def check(self) -> None:
         if self.n_fft & (self.n_fft - 1) or self.n_fft < 4:
             raise ValueError(f"n_fft must be a power of two >= 4, got {self.n_fft}")
-        if self.fft_in_bits + self.log2_n > 31:
-            raise ValueError("fft_in_bits + log2(n_fft) must be <= 31 (int32 FFT data without scaling)")
+        if self.fft_in_bits + self.log2_n + 1 > 30:
+            raise ValueError("fft_in_bits + log2(n_fft) must be <= 29 (2X in int32 without scaling)")
         if not 1 <= self.n_mfcc <= self.n_mels:
             raise ValueError("need 1 <= n_mfcc <= n_mels")
 
@@ -81,9 +92,9 @@ class FrontendConfig:
 class Tables:
     """Every constant of the integer path (int64 arrays; the C stores them in the narrowest fitting type)."""
     window: np.ndarray      # (n_fft,) Q15
-    tw_re: np.ndarray       # (n_fft/2,) Q30 cos(2 pi k / n)
-    tw_im: np.ndarray       # (n_fft/2,) Q30 -sin(2 pi k / n)
-    bitrev: np.ndarray      # (n_fft,) bit-reversal permutation
+    tw_re: np.ndarray       # (n_fft/2 + 1,) Q30 cos(2 pi k / n)
+    tw_im: np.ndarray       # (n_fft/2 + 1,) Q30 -sin(2 pi k / n)
+    bitrev: np.ndarray      # (n_fft/2,) bit-reversal permutation of the half-size complex FFT
     mel: np.ndarray         # (n_mels, n_bins) Q15 relative to each band's max
     mel_lo: np.ndarray      # (n_mels,) first bin with a non-zero weight
     mel_len: np.ndarray     # (n_mels,) bins in the band
@@ -132,7 +143,7 @@ def tables(cfg: FrontendConfig) -> Tables:
     n = cfg.n_fft
     wmax = (1 << cfg.window_frac) - 1
     window = np.minimum(_rint(hann(n) * (1 << cfg.window_frac)), wmax)
-    k = np.arange(n // 2)
+    k = np.arange(n // 2 + 1)
     one = 1 << cfg.twiddle_frac
     tw_re = _rint(np.cos(2 * np.pi * k / n) * one)
     tw_im = _rint(-np.sin(2 * np.pi * k / n) * one)
@@ -145,13 +156,13 @@ def tables(cfg: FrontendConfig) -> Tables:
     nz = mel > 0
     mel_lo = nz.argmax(axis=1)
     mel_len = cfg.n_bins - nz[:, ::-1].argmax(axis=1) - mel_lo
-    # E = sum P' Wq  ->  librosa's mel power = E * (peak / mq) * 2^(power_shift - 2 (window_frac + 15))
-    # (PCM / 32768, window / 2^window_frac), times 2^(-2 s) for the frame's block exponent s.
-    log_scale = np.log2(peak / mq) + cfg.power_shift - 2 * (cfg.window_frac + 15)
+    # E = sum P' Wq  ->  librosa's mel power = E * (peak / mq) * 2^(power_shift - 2 - 2 (window_frac + 15))
+    # (|2X|^2 = 4 |X|^2, PCM / 32768, window / 2^window_frac), times 2^(-2 s) for the block exponent s.
+    log_scale = np.log2(peak / mq) + cfg.power_shift - 2 - 2 * (cfg.window_frac + 15)
     band_off = _rint(log_scale * (1 << cfg.log_frac))
     seg = 1 << cfg.log_table_bits
     log_table = _rint(np.log2(1.0 + np.arange(seg + 1) / seg) * (1 << cfg.log_frac))
     dct = _rint(dct_matrix(cfg) * DB_PER_LOG2 * (1 << cfg.dct_frac))
     floor_q = int(_rint(cfg.floor_db / DB_PER_LOG2 * (1 << cfg.log_frac)))
-    return Tables(window, tw_re, tw_im, _bitrev(n), mel, mel_lo.astype(np.int64), mel_len.astype(np.int64),
+    return Tables(window, tw_re, tw_im, _bitrev(n // 2), mel, mel_lo.astype(np.int64), mel_len.astype(np.int64),
                   band_off, log_table, dct, floor_q)

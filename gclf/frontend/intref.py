@@ -63,20 +63,22 @@ def block_normalise(xw: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np
     return out, s
 
 
-def fft_int(re: np.ndarray, cfg: FrontendConfig, counts: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Radix-2 decimation-in-time FFT of real int32 frames (F, n): (re, im) int32 values in int64 arrays."""
+def fft_int(xn: np.ndarray, cfg: FrontendConfig, counts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Real frames (F, n) -> 2X (re, im) of bins 0..n/2 (int32 values in int64 arrays): a radix-2 DIT FFT of
+    z = x[0::2] + j x[1::2] over n/2 points, then the split into the real frame's spectrum (times 2)."""
     t = tables(cfg)
-    n, f = cfg.n_fft, re.shape[0]
-    xr = re[:, t.bitrev].astype(np.int64)
-    xi = np.zeros_like(xr)
+    n, f = cfg.n_fft, xn.shape[0]
+    m = n // 2
+    xr = xn[:, 0::2][:, t.bitrev].astype(np.int64)
+    xi = xn[:, 1::2][:, t.bitrev].astype(np.int64)
     size = 2
-    while size <= n:
+    while size <= m:
         half = size // 2
-        step = n // size
+        step = n // size                                     # W_m^(j m / size) = W_n^(j n / size)
         wr = t.tw_re[::step][:half]
         wi = t.tw_im[::step][:half]
-        ar = xr.reshape(f, n // size, 2, half)
-        ai = xi.reshape(f, n // size, 2, half)
+        ar = xr.reshape(f, m // size, 2, half)
+        ai = xi.reshape(f, m // size, 2, half)
         br, bi = ar[:, :, 1, :], ai[:, :, 1, :]
         tr = rshift_round(br * wr - bi * wi, cfg.twiddle_frac)
         ti = rshift_round(br * wi + bi * wr, cfg.twiddle_frac)
@@ -85,9 +87,17 @@ def fft_int(re: np.ndarray, cfg: FrontendConfig, counts: dict) -> tuple[np.ndarr
         ai[:, :, 0, :] = sat32(a_i + ti, counts, "fft")
         ar[:, :, 1, :] = sat32(a_r - tr, counts, "fft")
         ai[:, :, 1, :] = sat32(a_i - ti, counts, "fft")
-        xr, xi = ar.reshape(f, n), ai.reshape(f, n)
+        xr, xi = ar.reshape(f, m), ai.reshape(f, m)
         size *= 2
-    return xr, xi
+    k = np.arange(m + 1)
+    a_r, a_i = xr[:, k % m], xi[:, k % m]
+    b_r, b_i = xr[:, (m - k) % m], xi[:, (m - k) % m]
+    fe_r, fe_i = a_r + b_r, a_i - b_i                        # Z[k] + conj Z[-k]
+    fo_r, fo_i = a_i + b_i, b_r - a_r                        # -j (Z[k] - conj Z[-k])
+    wr, wi = t.tw_re, t.tw_im                                # W^k, k = 0..n/2
+    tr = rshift_round(fo_r * wr - fo_i * wi, cfg.twiddle_frac)
+    ti = rshift_round(fo_r * wi + fo_i * wr, cfg.twiddle_frac)
+    return sat32(fe_r + tr, counts, "fft"), sat32(fe_i + ti, counts, "fft")
 
 
 def log2_q16(e: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
@@ -116,8 +126,7 @@ def mfcc_frames_int(frames: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray
     xw = frames.astype(np.int64) * t.window                   # |xw| < 2^30: exact
     xn, s = block_normalise(xw, cfg)
     xr, xi = fft_int(xn, cfg, counts)
-    nb = cfg.n_bins
-    p = xr[:, :nb] * xr[:, :nb] + xi[:, :nb] * xi[:, :nb]     # < 2^62: |X| < 2^(fft_in_bits + log2 n)
+    p = xr * xr + xi * xi                                     # < 2^61: |2X| < 2^(fft_in_bits + 1 + log2 n)
     p = rshift_round(p, cfg.power_shift)
     e = p @ t.mel.T                                           # (F, n_mels) < 2^(2 (b + log2 n) - ps + 15 + 5)
     pos = e > 0
