@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gclf.errors import GclfError
 from gclf.io import atomic_json, atomic_text, atomic_write
 from gclf.quant.formats import WeightQ
 

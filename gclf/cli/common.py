@@ -70,12 +70,13 @@ def scheduler_option(f):
                              "same path. Default: this machine.")(f)
 
 
-def mfcc_impl_option(f):
-    return click.option("--mfcc", "mfcc_impl", type=click.Choice(["librosa", "numpy"]), default="librosa",
+def frontend_option(f):
+    return click.option("--frontend", type=click.Choice(["librosa", "numpy", "int"]), default="librosa",
                         show_default=True,
-                        help="MFCC code: librosa (the README figures' features) or numpy (the same definition "
-                             "vectorised: the MFCC step 1.3-2.4x faster, within 0.005 of librosa; a separate "
-                             "cache).")(f)
+                        help="How MFCCs are computed: librosa (float; the README figures' features), numpy (the same "
+                             "definition vectorised: the MFCC step 1.3-2.4x faster, within 0.005 of librosa; a "
+                             "separate cache) or int (the integer front-end the device runs, gclf.frontend: "
+                             "bit-exact with its generated C).")(f)
 
 
 def json_option(f):

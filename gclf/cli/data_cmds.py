@@ -7,7 +7,7 @@ import tempfile
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, mfcc_impl_option, progress,
+from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, frontend_option, progress,
                      resolve_data, scheduler_option, warn, workers_option)
 
 
@@ -51,16 +51,17 @@ def _print_summary(s: dict) -> None:
 @cache_option
 @workers_option
 @scheduler_option
-@mfcc_impl_option
+@frontend_option
 @json_option
-def extract(data, source, store, cache, workers, scheduler, mfcc_impl, as_json):
+def extract(data, source, store, cache, workers, scheduler, frontend, as_json):
     """LibriSpeech FLAC/WAV -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
 
     Resumable: files already extracted with the same corpus and feature config are not redone.
     """
     from gclf.data.features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
+    from gclf.frontend.features import with_frontend
 
-    cfg = FeatureConfig(mfcc_impl=mfcc_impl)
+    cfg = with_frontend(FeatureConfig(), frontend)
     if source == "pkl":
         if data or not find_caches(cache):
             from gclf.data.corpus import scan_corpus

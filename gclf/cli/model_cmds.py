@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from gclf.errors import GclfError
 from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, emit_json, json_option,
-                             mfcc_impl_option, model_option, pct, progress, resolve_data, scheduler_option, warn,
+                             frontend_option, model_option, pct, progress, resolve_data, scheduler_option, warn,
                              workers_option)
 
 
@@ -45,24 +44,23 @@ def _print_cv(r: dict) -> None:
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
 @workers_option
 @scheduler_option
-@mfcc_impl_option
+@frontend_option
 @json_option
 def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, scheduler,
-          mfcc_impl, as_json):
+          frontend, as_json):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
     --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one.
     """
     from gclf.data.pipeline import corpus_features
+    from gclf.frontend.features import with_frontend
     from gclf.graph.models import build_graph, feature_config
     from gclf.manifest import check_run_dir
     from gclf.train.cv import train_run
     from gclf.train.fit import TrainConfig
 
     graph = build_graph(arch)
-    fcfg = feature_config(graph)
-    if fcfg.kind == "mfcc":
-        fcfg = replace(fcfg, mfcc_impl=mfcc_impl)
+    fcfg = with_frontend(feature_config(graph), frontend)
     data = resolve_data(data)
     check_run_dir(out, force)               # refuse before any work, and before anything is deleted
     utts, info = corpus_features(data, fcfg, cache, workers,

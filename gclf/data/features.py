@@ -44,6 +44,7 @@ class FeatureConfig:
     window_hop: int = 50       # frames between window starts (~50 % overlap)
     min_seconds: float = 0.5   # clips shorter than this are skipped; shorter than a window: padded
     kind: str = "mfcc"         # "mfcc": MFCC frames; "audio": the raw samples, (1, samples), a frame per sample
+                               # "int_mfcc": MFCC frames of the integer front-end (gclf.frontend), in dB
                                # (window_frames and window_hop then count samples; the MFCC fields are unused)
     mfcc_impl: str = "librosa"  # "librosa": librosa.feature.mfcc (the figures' features); "numpy": the same
                                 # definition vectorised (gclf.data.fastmfcc), faster, within its ATOL
@@ -54,6 +55,10 @@ class FeatureConfig:
             d.pop("kind")
         if d["mfcc_impl"] == "librosa":    # ... and before `mfcc_impl` existed
             d.pop("mfcc_impl")
+        if self.kind == "int_mfcc":        # the integer front-end's definition is part of its identity
+            from gclf.frontend.features import frontend_config
+
+            d["frontend"] = frontend_config(self).key()
         blob = json.dumps({"v": CACHE_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -103,8 +108,12 @@ def frames(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """
     if cfg.kind == "audio":
         return np.asarray(audio, dtype=np.float32)[None, :]
+    if cfg.kind == "int_mfcc":
+        from gclf.frontend.features import int_mfcc_frames
+
+        return int_mfcc_frames(audio, cfg)
     if cfg.kind != "mfcc":
-        raise GclfError(f"unknown feature kind {cfg.kind!r}: mfcc or audio")
+        raise GclfError(f"unknown feature kind {cfg.kind!r}: mfcc, int_mfcc or audio")
     return mfcc(audio, cfg)
 
 

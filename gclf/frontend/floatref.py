@@ -1,0 +1,31 @@
+"""The float64 mirror of the integer front-end: the same definition (window, FFT, mel, log2 floor, DCT)
+without the integer formats. Used for training speed and as the reference the integer path is held to."""
+from __future__ import annotations
+
+import numpy as np
+
+from gclf.frontend.config import DB_PER_LOG2, FrontendConfig, dct_matrix, hann, mel_weights
+
+
+def mfcc_float(pcm: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """PCM int16 (or float audio already scaled to int16 units) -> MFCCs (n_mfcc, frames) float64 in dB."""
+    x = np.asarray(pcm, dtype=np.float64) / 32768.0
+    half = cfg.n_fft // 2
+    x = np.concatenate([np.zeros(half), x, np.zeros(half)])
+    n_frames = cfg.n_frames(x.size - 2 * half)
+    idx = np.arange(n_frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
+    spec = np.fft.rfft(x[idx] * hann(cfg.n_fft), axis=1)
+    power = spec.real ** 2 + spec.imag ** 2
+    mel = power @ mel_weights(cfg).T
+    with np.errstate(divide="ignore"):
+        db = 10.0 * np.log10(mel)
+    db = np.maximum(db, cfg.floor_db)
+    return (db @ dct_matrix(cfg).T).T
+
+
+def float_of_int(q: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """The integer MFCCs as float dB (q / 2^out_frac)."""
+    return np.asarray(q, dtype=np.float64) / (1 << cfg.out_frac)
+
+
+__all__ = ["mfcc_float", "float_of_int", "DB_PER_LOG2"]
