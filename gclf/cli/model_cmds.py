@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
+from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
 from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, model_option, pct, progress,
                      resolve_data, warn, workers_option)
 
@@ -39,9 +40,10 @@ def _print_cv(r: dict) -> None:
 @click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
+@augment_options
 @workers_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, workers, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen)."""
     from gclf.data.pipeline import corpus_features
     from gclf.graph.models import build_graph, feature_config
@@ -52,9 +54,11 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     fcfg = feature_config(graph)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
-    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
+    acfg = augment_config(TrainConfig().augment, **{k: aug[k] for k in AUGMENT_KEYS})
+    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
+                       augment=acfg)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
-                  on_fold=None if as_json else _fold_line)
+                  on_fold=None if as_json else _fold_line, cache_root=cache, workers=workers)
     emit_json(r) if as_json else _print_cv(r)
 
 

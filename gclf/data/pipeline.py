@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from gclf.data.corpus import scan_corpus
 from gclf.data.dataset import eval_windows, select
 from gclf.data.features import FeatureConfig, UtteranceFeatures, cache_dir_for, extract_corpus, load_cache
+from gclf.data.layouts import scan_any
 from gclf.errors import GclfError
 
 
 def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Path = "pkl_data",
                     workers: int | None = None, progress_factory: Callable | None = None,
                     on_error: Callable[[str], None] | None = None) -> tuple[list[UtteranceFeatures], dict]:
-    """Features of every usable utterance of a corpus: from the cache, extracting what is missing."""
-    corpus = scan_corpus(data)
+    """Features of every usable utterance of a corpus in any known layout (:mod:`gclf.data.layouts`): from the
+    cache, extracting what is missing."""
+    corpus = scan_any(data)
     bar = progress_factory(len(corpus.utterances)) if progress_factory else None
     summary = extract_corpus(corpus, fcfg, cache_root, workers, progress=bar.update if bar else None,
                              on_error=on_error)

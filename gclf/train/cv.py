@@ -23,8 +23,15 @@ from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, wr
 def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg: FeatureConfig,
               tcfg: TrainConfig, corpus: str, final: bool = False,
               on_fold: Callable[[int, dict], None] | None = None,
-              on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary."""
+              on_epoch: Callable[[dict], None] | None = None, cache_root: str | Path | None = "pkl_data",
+              workers: int | None = None) -> dict:
+    """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary.
+
+    Audio augmentation (``tcfg.augment``) reads the corpus audio once for the whole run (views cached under
+    ``cache_root``); each fold trains only on its own training speakers' views."""
+    from gclf.train.augment import add_views
+
+    utts = add_views(utts, corpus, fcfg, tcfg.augment, tcfg.seed, cache_root, workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, folds, t0 = [], [], time.time()
@@ -112,6 +119,6 @@ def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> di
 
 
 def _root(data) -> Path:
-    from gclf.data.corpus import find_root
+    from gclf.data.layouts import find_any_root
 
-    return find_root(data)
+    return find_any_root(data)
