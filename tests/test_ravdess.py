@@ -95,3 +95,30 @@ def test_evaluate_data_on_ravdess_layout(trained_run, tmp_path):
     text = CliRunner().invoke(cli, ["evaluate", "--model", str(out / "fold1.pt"), "--data", str(root), "--cache",
                                     str(tmp_path / "pkl")])
     assert text.exit_code == 0 and "recall M" in text.output and "true F" in text.output
+
+
+def test_train_with_augmentation_then_quantize_final_and_evaluate_on_ravdess(synth_corpus, synth_features, tmp_path):
+    """The cross-corpus workflow of the README: augmented training with a final model, W8/A8 of that final
+    model (no held-out speakers: no accuracy of its own), both measured on a RAVDESS-layout folder."""
+    run, cache = tmp_path / "run", str(tmp_path / "pkl")
+    r = CliRunner().invoke(cli, ["train", "--data", str(synth_corpus), "--cache", cache, "--out", str(run), "--folds",
+                                 "2", "--epochs", "2", "--final", "--copies", "1", "--pitch", "0.9,1.3",
+                                 "--time-masks", "1", "--workers", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    ck = __import__("torch").load(run / "final.pt", weights_only=True)
+    aug = ck["chain"][0]["config"]["augment"]
+    assert aug["copies"] == 1 and list(aug["pitch"]) == [0.9, 1.3] and aug["time_masks"] == 1
+    assert len(list((tmp_path / "pkl" / "augment").glob("*.pkl"))) == 1
+    q = CliRunner().invoke(cli, ["quantize", "--model", str(run / "final.pt"), "--bits", "8", "--cache", cache,
+                                 "--out", str(tmp_path / "q8"), "--json"])
+    assert q.exit_code == 0, q.output
+    qj = json.loads(q.output)
+    assert qj.get("accuracy_quantized") is None and qj["folds"][0]["accuracy_quantized"] is None
+    assert qj["bit_exact_mismatches"] == 0
+    rav = write_ravdess(tmp_path / "rav", actors=(1, 2), clips=2, voice=True)
+    for model in (run / "final.pt", tmp_path / "q8" / "final.pt"):
+        e = CliRunner().invoke(cli, ["evaluate", "--model", str(model), "--data", str(rav), "--cache", cache, "--json"])
+        assert e.exit_code == 0, e.output
+        assert json.loads(e.output)["utterances"] == 4
+    bad = CliRunner().invoke(cli, ["train", "--data", str(synth_corpus), "--pitch", "1.4,0.9"])
+    assert bad.exit_code == 2 and "LO must not exceed HI" in bad.output

@@ -51,16 +51,20 @@ def weight_report(fixed: FixedPointModel) -> dict:
 
 def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
                  seed: int = 0, check_exact: bool = True) -> tuple[dict, dict]:
-    """Quantize one fold checkpoint; returns (new checkpoint, report)."""
+    """Quantize one fold checkpoint; returns (new checkpoint, report). A final model (no held-out speakers)
+    is quantized the same way; its report has no accuracy (measure it with `gclf evaluate --data`) and its
+    bit-exactness is checked on the calibration windows."""
     chain = chain_of(ck)
     check_order(chain, "quantize")
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
     split, classes = ck["split"], graph_of(ck).classes
     model = build_float_model(ck)
     calib = eval_windows(select(utts, split["train_speakers"] + split["val_speakers"]), fcfg)
+    fixed = quantize(model, qcfg, calib.x)
+    if not split.get("test_speakers"):
+        return _quantize_final(ck, utts, model, fixed, calib, chain, fcfg, qat_epochs, qat_lr, seed, check_exact)
     test = heldout_windows(ck, utts)
     acc_float = evaluate(torch_prob_fn(model), test, classes)
-    fixed = quantize(model, qcfg, calib.x)
     acc_ptq, extra = measure_quantized(fixed, test, classes, check_exact and qat_epochs == 0)
     report = {"accuracy_float": acc_float["accuracy_utterance"], "accuracy_float_window": acc_float["accuracy_window"],
               "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
@@ -73,4 +77,16 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
                    "accuracy_quantized_window": final["accuracy_window"], **weight_report(fixed),
                    "acc_bits": fixed.spec.acc_bits, **extra})
     new = make_checkpoint(model, fcfg, chain + [fixed.step()], split, ck.get("corpus"), {**final, "quantize": report})
+    return new, report
+
+
+def _quantize_final(ck, utts, model, fixed, calib, chain, fcfg, qat_epochs, qat_lr, seed, check_exact):
+    if qat_epochs > 0:
+        finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0)
+        fixed.qat_epochs = qat_epochs
+    report = {"accuracy_float": None, "accuracy_ptq": None, "accuracy_quantized": None,
+              "accuracy_quantized_window": None, **weight_report(fixed), "acc_bits": fixed.spec.acc_bits}
+    if check_exact and not fixed.spec.weights_only:
+        report["bit_exact_mismatches"] = bit_exact_mismatches(fixed, calib.x)
+    new = make_checkpoint(model, fcfg, chain + [fixed.step()], ck["split"], ck.get("corpus"), {"quantize": report})
     return new, report
