@@ -129,3 +129,16 @@ def test_add_views_from_corpus_audio_seeded_and_cached(tiny_corpus, tmp_path, li
     assert all(np.array_equal(x, y) for u, v in zip(a, b) for x, y in zip(u.views, v.views))
     assert not np.array_equal(a[0].views[0], c[0].views[0])                     # another seed, other views
     assert len(list((tmp_path / "pkl" / "augment").glob("*.pkl"))) == 1
+
+
+def test_raw_audio_features_take_audio_augmentation_only():
+    from gclf.errors import GclfError
+
+    raw = FeatureConfig(kind="audio", window_frames=8000, window_hop=4000)
+    a = tone(1.0, 150)
+    out = augmented_mfcc(a, raw, AugmentConfig(copies=1, noise_snr=(20, 20)), np.random.default_rng(0))
+    assert out.shape == (1, a.size) and out.dtype == np.float32
+    snr = 10 * np.log10(np.mean(a.astype(np.float64) ** 2) / np.mean((out[0] - a) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.01)
+    with pytest.raises(GclfError, match="MFCC"):
+        augmented_mfcc(a, raw, AugmentConfig(copies=1, pitch=(1.1, 1.2)), np.random.default_rng(0))

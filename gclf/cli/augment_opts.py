@@ -1,6 +1,8 @@
 """`gclf train` options of the augmentation recipe (:class:`gclf.data.augment.AugmentConfig`).
 
-Each option left out keeps the default recipe's value; ``--no-augment`` starts from no augmentation.
+Each option left out keeps the default recipe's value (:data:`gclf.data.augment.RECIPE`); ``--no-augment``
+starts from no augmentation instead, so ``--no-augment --copies 3 --pitch 0.85,1.6`` names a recipe whatever
+the default is.
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import replace
 
 import click
 
-from gclf.data.augment import AugmentConfig
+from gclf.data.augment import RECIPE, AugmentConfig
 
 
 class RangeType(click.ParamType):
@@ -37,7 +39,8 @@ _RANGES = ("pitch", "formant", "speed", "noise_snr")
 def augment_options(f):
     """Decorate a command with the augmentation options (they arrive as keyword arguments)."""
     opts = [
-        click.option("--no-augment", is_flag=True, help="Train without the default augmentation recipe."),
+        click.option("--no-augment", is_flag=True, help="Start from no augmentation instead of the default recipe "
+                          f"({describe(RECIPE)}; --arch raw_conv has none); the options below then add to nothing."),
         click.option("--copies", type=click.IntRange(0, 64), default=None,
                      help="Augmented versions of each training utterance (audio read once per run)."),
         click.option("--p-augmented", type=click.FloatRange(0, 1), default=None,
@@ -57,6 +60,15 @@ def augment_options(f):
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def describe(cfg: AugmentConfig) -> str:
+    """The options that differ from no augmentation, as they would be typed."""
+    parts = []
+    for k, v in vars(cfg).items():
+        if v != getattr(AugmentConfig(), k):
+            parts.append(f"--{k.replace('_', '-')} " + (",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v}"))
+    return " ".join(parts) or "none"
 
 
 def augment_config(base: AugmentConfig, no_augment: bool = False, **given) -> AugmentConfig:

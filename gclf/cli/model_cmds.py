@@ -48,13 +48,15 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     from gclf.data.pipeline import corpus_features
     from gclf.graph.models import build_graph, feature_config
     from gclf.train.cv import train_run
+    from gclf.data.augment import RECIPE, AugmentConfig
     from gclf.train.fit import TrainConfig
 
     graph = build_graph(arch)
     fcfg = feature_config(graph)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn)
-    acfg = augment_config(TrainConfig().augment, **{k: aug[k] for k in AUGMENT_KEYS})
+    recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()   # the recipe's pitch shift needs a spectrum
+    acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
                        augment=acfg)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
