@@ -60,7 +60,8 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
                        augment=acfg)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
-                  on_fold=None if as_json else _fold_line, cache_root=cache, workers=workers)
+                  on_fold=None if as_json else _fold_line, cache_root=cache, workers=workers,
+                  progress_factory=lambda n: progress(n, "augmented views", quiet=as_json))
     emit_json(r) if as_json else _print_cv(r)
 
 

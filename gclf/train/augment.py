@@ -12,6 +12,7 @@ import json
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -62,7 +63,7 @@ def _cache_file(root: Path, fcfg: FeatureConfig, acfg: AugmentConfig, seed: int,
 
 def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureConfig, acfg: AugmentConfig,
               seed: int, cache_root: str | Path | None = "pkl_data", workers: int | None = None,
-              progress=None) -> list[UtteranceFeatures]:
+              progress_factory=None) -> list[UtteranceFeatures]:
     """``utts`` as AugmentedUtterances with their views (the input unchanged when no audio augmentation)."""
     if not acfg.audio_active:
         return utts
@@ -78,16 +79,15 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
     todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid not in views and u.uid in paths]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     if todo:
-        if workers == 1:
-            results = map(_work, todo)
-            for uid, v in results:
+        bar = progress_factory(len(todo)) if progress_factory else None
+        with ExitStack() as stack:                    # the worker processes end with the views
+            pool = stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 else None
+            for uid, v in (pool.map(_work, todo, chunksize=4) if pool else map(_work, todo)):
                 views[uid] = v
-                progress and progress(1)
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for uid, v in pool.map(_work, todo, chunksize=4):
-                    views[uid] = v
-                    progress and progress(1)
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_pickle(cache, views)

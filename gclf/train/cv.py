@@ -24,14 +24,14 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
               tcfg: TrainConfig, corpus: str, final: bool = False,
               on_fold: Callable[[int, dict], None] | None = None,
               on_epoch: Callable[[dict], None] | None = None, cache_root: str | Path | None = "pkl_data",
-              workers: int | None = None) -> dict:
+              workers: int | None = None, progress_factory: Callable | None = None) -> dict:
     """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary.
 
     Audio augmentation (``tcfg.augment``) reads the corpus audio once for the whole run (views cached under
     ``cache_root``); each fold trains only on its own training speakers' views."""
     from gclf.train.augment import add_views
 
-    utts = add_views(utts, corpus, fcfg, tcfg.augment, tcfg.seed, cache_root, workers)
+    utts = add_views(utts, corpus, fcfg, tcfg.augment, tcfg.seed, cache_root, workers, progress_factory)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, folds, t0 = [], [], time.time()
