@@ -122,3 +122,17 @@ def test_train_with_augmentation_then_quantize_final_and_evaluate_on_ravdess(syn
         assert json.loads(e.output)["utterances"] == 4
     bad = CliRunner().invoke(cli, ["train", "--data", str(synth_corpus), "--pitch", "1.4,0.9"])
     assert bad.exit_code == 2 and "LO must not exceed HI" in bad.output
+
+
+def test_train_refuses_a_ravdess_corpus(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from gclf.cli import main
+
+    root = write_ravdess(tmp_path / "rav", actors=(1, 2), clips=1)
+    monkeypatch.setattr(sys, "argv", ["gclf", "train", "--data", str(root), "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "never trains on it" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

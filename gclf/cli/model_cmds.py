@@ -51,6 +51,9 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     from gclf.data.augment import RECIPE, AugmentConfig
     from gclf.train.fit import TrainConfig
 
+    from gclf.data.layouts import check_trainable
+
+    check_trainable(resolve_data(data))
     graph = build_graph(arch)
     fcfg = feature_config(graph)
     utts, info = corpus_features(resolve_data(data), fcfg, cache, workers,

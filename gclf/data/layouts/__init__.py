@@ -1,8 +1,8 @@
 """Corpus adapters: one module per on-disk layout, each turning a folder into a :class:`~gclf.data.corpus.Corpus`
 of (path, speaker, label) utterances.
 
-A layout module offers ``NAME``, ``detect(path) -> Path | None`` (the corpus root if ``path`` is in that layout)
-and ``scan(path) -> Corpus``. :func:`scan_any` tries each in turn; :func:`find_any_root` gives the root.
+A layout module offers ``NAME``, ``detect(path) -> Path | None`` (the corpus root if ``path`` is in that layout),
+``scan(path) -> Corpus`` and optionally ``EVALUATION_ONLY = True`` (training refuses it). :func:`scan_any` tries each in turn; :func:`find_any_root` gives the root.
 LibriSpeech (SPEAKERS.TXT, SPK/CHAP/SPK-CHAP-UTT) is the training layout; RAVDESS (Actor_NN/..-NN.flac) is
 read only to measure generalisation.
 """
@@ -41,3 +41,11 @@ def scan_any(path: str | Path) -> Corpus:
 
 def find_any_root(path: str | Path) -> Path:
     return detect_layout(path)[1]
+
+
+def check_trainable(path: str | Path) -> None:
+    """A one-line GclfError for a corpus whose layout is read for evaluation only (RAVDESS)."""
+    layout, root = detect_layout(path)
+    if getattr(layout, "EVALUATION_ONLY", False):
+        raise GclfError(f"{root} is a {layout.NAME} corpus, read only to measure generalisation (gclf never "
+                        "trains on it): train on a LibriSpeech-layout corpus")

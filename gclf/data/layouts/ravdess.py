@@ -15,6 +15,7 @@ from gclf.data.corpus import AUDIO_SUFFIXES, Corpus, Utterance
 from gclf.errors import GclfError
 
 NAME = "ravdess"
+EVALUATION_ONLY = True      # a corpus to measure generalisation on: `gclf train` refuses it
 _ACTOR_DIR = re.compile(r"^Actor_(\d{2})$")
 _FILE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
