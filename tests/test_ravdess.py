@@ -124,6 +124,19 @@ def test_train_with_augmentation_then_quantize_final_and_evaluate_on_ravdess(syn
     assert bad.exit_code == 2 and "LO must not exceed HI" in bad.output
 
 
+def test_augment_options_on_top_of_the_recipe_or_of_nothing():
+    from gclf.cli.augment_opts import augment_config, describe
+    from gclf.data.augment import RECIPE, AugmentConfig
+
+    assert augment_config(RECIPE) == RECIPE
+    assert augment_config(RECIPE, no_augment=True) == AugmentConfig()
+    assert augment_config(RECIPE, pitch="off", copies=0) == AugmentConfig(p_augmented=RECIPE.p_augmented)
+    assert augment_config(RECIPE, reverb=0.3).reverb == 0.3 and augment_config(RECIPE, reverb=0.3).pitch == RECIPE.pitch
+    with pytest.raises(GclfError, match="needs --copies"):
+        augment_config(RECIPE, no_augment=True, pitch=(0.9, 1.2))
+    assert describe(RECIPE) == "--copies 3 --pitch 0.85,1.6" and describe(AugmentConfig()) == "none"
+
+
 def test_train_refuses_a_ravdess_corpus(tmp_path, monkeypatch, capsys):
     import sys
 

@@ -79,7 +79,13 @@ def augment_config(base: AugmentConfig, no_augment: bool = False, **given) -> Au
         if v is None:
             continue
         changes[k] = None if (k in _RANGES and v == "off") else v
-    return replace(cfg, **changes)
+    out = replace(cfg, **changes)
+    if out.copies == 0 and any([out.pitch, out.formant, out.speed, out.noise_snr, out.reverb, out.bandlimit]):
+        from gclf.errors import GclfError
+
+        raise GclfError("audio augmentation (--pitch, --formant, --speed, --noise-snr, --reverb, --bandlimit) "
+                        "needs --copies N with N > 0")
+    return out
 
 
 AUGMENT_KEYS = ("no_augment", "copies", "p_augmented", "pitch", "formant", "speed", "noise_snr", "noise_dir",
