@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
+from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
 from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, emit_json, json_option,
                              frontend_option, model_option, pct, progress, resolve_data, scheduler_option, warn,
                              workers_option)
@@ -42,12 +43,13 @@ def _print_cv(r: dict) -> None:
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
+@augment_options
 @workers_option
 @scheduler_option
 @frontend_option
 @json_option
 def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, scheduler,
-          frontend, as_json):
+          frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
     --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one.
@@ -57,22 +59,30 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     from gclf.graph.models import build_graph, feature_config
     from gclf.manifest import check_run_dir
     from gclf.train.cv import train_run
+    from gclf.data.augment import RECIPE, AugmentConfig
     from gclf.train.fit import TrainConfig
 
+    from gclf.data.layouts import check_trainable
+
+    check_trainable(resolve_data(data))
     graph = build_graph(arch)
     fcfg = with_frontend(feature_config(graph), frontend)
     data = resolve_data(data)
     check_run_dir(out, force)               # refuse before any work, and before anything is deleted
+    recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()   # the recipe's pitch shift needs a spectrum
+    acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
                                  scheduler=scheduler)
     if not as_json:
         _print_skipped(info)
-    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
+                       augment=acfg)
     bar = EpochProgress(quiet=as_json)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
                   on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line(),
-                  scheduler=scheduler)
+                  scheduler=scheduler, audio=data, cache_root=cache, workers=workers,
+                  progress_factory=lambda n: progress(n, "augmented views", quiet=as_json))
     bar.close()
     r["data"] = {k: info[k] for k in SKIP_KEYS + ("skipped_by_reason", "done", "reused")}
     emit_json(r) if as_json else _print_cv(r)

@@ -15,8 +15,9 @@ SWEEP_APPROX = (("hard", "hard"), ("plan", "plan"), ("plan", "pwl16"), ("pwl8", 
 def _fold_echo(quiet: bool):
     def fn(i, r):
         if not quiet:
-            keys = [k for k in r if k.startswith("accuracy") and not k.endswith("window")]
-            click.echo(f"fold {i}: " + ", ".join(f"{k[9:]} {pct(r[k])}" for k in keys), err=True)
+            keys = [k for k in r if k.startswith("accuracy") and not k.endswith("window") and r[k] is not None]
+            click.echo(f"fold {i}: " + (", ".join(f"{k[9:]} {pct(r[k])}" for k in keys) or "no held-out speakers"),
+                       err=True)
     return fn
 
 
@@ -102,9 +103,13 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
     r.update({"bits": bits, "act_bits": act_bits or bits, "weights_only": weights_only, "qat_epochs": qat_epochs})
     if _final_note(r, as_json):
         return
-    click.echo(f"W{bits}/A{act_bits or bits}{' weights-only' if weights_only else ''}: utterance accuracy "
-               f"float {pct(r['accuracy_float'])} -> post-training {pct(r['accuracy_ptq'])} -> final "
-               f"{pct(r['accuracy_quantized'])} (window {pct(r['accuracy_quantized_window'])})")
+    if r.get("accuracy_quantized") is None:     # a final model: nobody held out
+        click.echo(f"W{bits}/A{act_bits or bits}: a final model has no held-out speakers; measure it with "
+                   "`gclf evaluate --model ... --data DIR` on another corpus")
+    else:
+        click.echo(f"W{bits}/A{act_bits or bits}{' weights-only' if weights_only else ''}: utterance accuracy "
+                   f"float {pct(r['accuracy_float'])} -> post-training {pct(r['accuracy_ptq'])} -> final "
+                   f"{pct(r['accuracy_quantized'])} (window {pct(r['accuracy_quantized_window'])})")
     click.echo(f"weight bytes {r['weight_bytes_float']:.0f} -> {r['weight_bytes_quantized']:.0f} "
                f"({r['weight_matrix_bytes']:.0f} weights + {r['bias_bytes']:.0f} biases); "
                f"overflows {sum(r.get('overflows', {}).values())}, weight saturations {r['weight_saturations']}, "

@@ -75,13 +75,18 @@ def _blas() -> "object":
     return ThreadpoolController()
 
 
+def one_blas_thread():
+    """Context: BLAS on one thread (feature arithmetic must not depend on where it runs, see :func:`mfcc`)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def mfcc(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """40 MFCCs, shape (n_mfcc, frames), float32: librosa's, or the vectorised path (``mfcc_impl``).
 
     Computed with one BLAS thread whatever the process's setting: a threaded matrix product rounds
     differently (by ~1e-5), and the features must not depend on where they were computed (a local pool,
     this process, or a Dask worker)."""
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _mfcc(audio, cfg)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from gclf.data.corpus import scan_corpus
 from gclf.data.dataset import eval_windows, select
 from gclf.data.features import FeatureConfig, UtteranceFeatures, cache_dir_for, extract_corpus, load_cache
+from gclf.data.layouts import scan_any
 from gclf.errors import GclfError
 
 
@@ -15,9 +15,10 @@ def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Pat
                     workers: int | None = None, progress_factory: Callable | None = None,
                     on_error: Callable[[str], None] | None = None,
                     scheduler: str | None = None) -> tuple[list[UtteranceFeatures], dict]:
-    """Features of every usable utterance of a corpus: from the cache, extracting what is missing (on the
-    Dask cluster at ``scheduler`` when given). The frames stay in the cache's frame store."""
-    corpus = scan_corpus(data)
+    """Features of every usable utterance of a corpus in any known layout (:mod:`gclf.data.layouts`): from the
+    cache, extracting what is missing (on the Dask cluster at ``scheduler`` when given). The frames stay in
+    the cache's frame store."""
+    corpus = scan_any(data)
     bar = progress_factory(len(corpus.utterances)) if progress_factory else None
     summary = extract_corpus(corpus, fcfg, cache_root, workers, progress=bar.update if bar else None,
                              on_error=on_error, scheduler=scheduler)
@@ -48,7 +49,7 @@ def features_for_checkpoint(ck: dict, cache_root: str | Path = "pkl_data", data:
         raise GclfError(f"the features of the model's corpus ({ident.get('name')}, {ident.get('utterances')} "
                         f"utterances, id {ident.get('id')}) are not in {cache_root}/: pass --data DIR (or set "
                         "GCLF_DATA) with that corpus")
-    corpus = scan_corpus(data)
+    corpus = scan_any(data)
     if corpus.identity()["id"] != ident.get("id"):
         raise GclfError(f"{corpus.root} is not the corpus this model was trained on ({len(corpus.utterances)} "
                         f"utterances, id {corpus.identity()['id']}; the model's: {ident.get('utterances')} "

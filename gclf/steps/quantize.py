@@ -51,7 +51,9 @@ def weight_report(fixed: FixedPointModel) -> dict:
 
 def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
                  seed: int = 0, check_exact: bool = True) -> tuple[dict, dict]:
-    """Quantize one fold checkpoint; returns (new checkpoint, report)."""
+    """Quantize one fold checkpoint; returns (new checkpoint, report). A final model (no held-out speakers)
+    is quantized the same way; its report has no accuracy (measure it with `gclf evaluate --data`) and its
+    bit-exactness is checked on the calibration windows."""
     chain = chain_of(ck)
     check_order(chain, "quantize")
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
@@ -62,8 +64,8 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     # which says nothing of accuracy; its accuracy figures are None (the folds' are the run's)
     held = heldout_or_none(ck, utts)
     test = held if held is not None else calib
-    acc_float = evaluate(torch_prob_fn(model), test, classes)
     fixed = quantize(model, qcfg, calib.x)
+    acc_float = evaluate(torch_prob_fn(model), test, classes)
     acc_ptq, extra = measure_quantized(fixed, test, classes, check_exact and qat_epochs == 0)
     report = {"accuracy_float": acc_float["accuracy_utterance"], "accuracy_float_window": acc_float["accuracy_window"],
               "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
@@ -80,3 +82,4 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
         final = {}
     new = make_checkpoint(model, fcfg, chain + [fixed.step()], split, ck.get("corpus"), {**final, "quantize": report})
     return new, report
+

@@ -70,14 +70,24 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
               tcfg: TrainConfig, corpus: dict | str | None, final: bool = False,
               on_fold: Callable[[int, dict], None] | None = None,
               on_epoch: Callable[[dict], None] | None = None, force: bool = False,
-              command: str | None = None, scheduler: str | None = None) -> dict:
+              command: str | None = None, scheduler: str | None = None, audio: str | Path | None = None,
+              cache_root: str | Path | None = "pkl_data", workers: int | None = None,
+              progress_factory: Callable | None = None) -> dict:
     """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary, and the
     run's manifest (:mod:`gclf.manifest`). ``out`` must be empty or missing; ``force`` clears a previous run
     there. ``corpus``: the corpus identity recorded in every checkpoint.
 
     ``scheduler`` (a Dask scheduler address) trains the folds as tasks on that cluster, all at once; the
-    results are those of a local run (each fold is seeded on its own)."""
+    results are those of a local run (each fold is seeded on its own).
+
+    Audio augmentation (``tcfg.augment``) reads the corpus audio (the folder ``audio``) once for the whole
+    run (views cached under ``cache_root``); each fold trains only on its own training speakers' views."""
+    from gclf.train.augment import add_views
+
     check_two_classes(utts)
+    if tcfg.augment.audio_active and audio is None:
+        raise GclfError("audio augmentation reads the corpus audio: pass its folder (train_run(audio=...))")
+    utts = add_views(utts, audio, fcfg, tcfg.augment, tcfg.seed, cache_root, workers, progress_factory)
     splits = fold_splits(utts, tcfg.folds, tcfg.seed)
     out = prepare_run_dir(out, force)
     run_id = new_run_id()
@@ -190,11 +200,12 @@ def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> di
 def _same_corpus(recorded, data) -> bool:
     """Whether ``data`` is the corpus a checkpoint recorded: the same identity (or, for checkpoints that
     recorded a path, the same folder)."""
-    from gclf.data.corpus import find_root, scan_corpus
+    from gclf.data.corpus import scan_corpus
+    from gclf.data.layouts import find_any_root
 
     if isinstance(recorded, dict):
         try:
             return scan_corpus(data).identity()["id"] == recorded.get("id")
         except GclfError:        # not a LibriSpeech-layout corpus: not the one a gclf run trains on
             return False
-    return Path(recorded or "").resolve() == find_root(data)
+    return Path(recorded or "").resolve() == find_any_root(data)

@@ -7,7 +7,7 @@ dropout, weight decay, label smoothing, and utterance-level averaging of window 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gclf.data.augment import AugmentConfig
 from gclf.data.corpus import speaker_folds, split_validation
 from gclf.data.dataset import eval_windows, random_windows, select
+from gclf.train.augment import epoch_utterances, mask_batch
 from gclf.train.evaluate import evaluate, torch_prob_fn
 from gclf.data.features import FeatureConfig, UtteranceFeatures
 from gclf.backends.torch_float import GraphNet
@@ -38,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1            # torch intra-op threads (this model is too small to gain from more;
                                 # under load, more threads are many times slower); 0 = torch's default
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # default: no augmentation beyond the above
 
 
 def set_seed(seed: int) -> None:
@@ -87,7 +90,7 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
     total, correct = 0.0, 0
     for i in range(0, len(x), tcfg.batch_size):
         idx = perm[i:i + tcfg.batch_size]
-        xb, yb = x[idx], y[idx]
+        xb, yb = mask_batch(x[idx], tcfg.augment, gen), y[idx]
         if tcfg.feature_noise > 0:  # noise in normalised units: divide by InputNorm's scale
             xb = xb + tcfg.feature_noise * torch.randn(xb.shape, generator=gen) / model.input_norm().scale[:, None]
         logits = model(xb) if loss_fn is None else loss_fn(xb)
@@ -128,7 +131,7 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
     val_ws = eval_windows(val, fcfg) if val else None
     best, best_state, since, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, tcfg.epochs + 1):
-        x, y = random_windows(train, fcfg, rng, tcfg.min_windows)
+        x, y = random_windows(epoch_utterances(train, tcfg.augment, rng), fcfg, rng, tcfg.min_windows)
         tr_loss, tr_acc = _epoch(model, x, y, opt, tcfg, gen, forward)
         net.eval()
         sched.step()

@@ -1,0 +1,144 @@
+"""Augmentations: each deterministic from its seed, with the shape/energy/frequency property it claims."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gclf.data.augment import (AugmentConfig, add_noise, augmented_mfcc, band_limit, mfcc_from_power,
+                               power_spectrum, reverberate, room_impulse, source_filter_shift, speed,
+                               synthetic_noise)
+from gclf.data.features import FeatureConfig, UtteranceFeatures, mfcc
+from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch
+
+from .conftest import tone
+
+FC = FeatureConfig()
+SR = 16000
+
+
+def harmonic(f0: float, seconds: float = 1.0, formant: float = 800.0) -> np.ndarray:
+    """Harmonics of ``f0`` shaped by one resonance at ``formant`` Hz (a vowel-like source-filter signal)."""
+    t = np.arange(int(seconds * SR)) / SR
+    ks = np.arange(1, int(7000 / f0))
+    amp = 1.0 / (1.0 + ((ks * f0 - formant) / 150.0) ** 2)
+    return (np.sin(2 * np.pi * f0 * np.outer(t, ks)) @ amp).astype(np.float32) * 0.1
+
+
+def _f0_and_envelope(power: np.ndarray, lifter: int = 30) -> tuple[float, np.ndarray]:
+    """(F0 in Hz from the cepstral peak, smooth log envelope) of the mean spectrum."""
+    log_p = np.log(power.mean(axis=1) + 1e-12)
+    cep = np.fft.irfft(log_p)
+    q = np.arange(SR // 400, SR // 60)                         # quefrencies of F0 60..400 Hz
+    f0 = SR / q[np.argmax(cep[q])]
+    cep[lifter:-lifter + 1] = 0
+    return float(f0), np.fft.rfft(cep).real
+
+
+def test_mfcc_from_power_is_the_feature_mfcc(librosa_warm):
+    a = tone(1.5, 140)
+    assert np.array_equal(mfcc_from_power(power_spectrum(a, FC), FC), mfcc(a, FC))
+
+
+def test_pitch_moves_f0_and_keeps_formants(librosa_warm):
+    from gclf.data.augment import _stretch
+
+    p = power_spectrum(harmonic(125.0), FC)
+    f0, env = _f0_and_envelope(p)
+    f0_up, env_up = _f0_and_envelope(source_filter_shift(p, pitch=1.4))
+    f0_f, env_f = _f0_and_envelope(source_filter_shift(p, formant=1.3))
+    assert abs(f0 - 125) < 10 and abs(f0_up - 175) < 15 and abs(f0_f - f0) < 10
+    stretched = _stretch(env, 1.3)
+    dist = lambda a, b: float(np.mean((a - b) ** 2))          # noqa: E731
+    assert dist(env_up, env) < dist(env_up, stretched)        # pitch: the envelope stays where it was
+    assert dist(env_f, stretched) < dist(env_f, env)          # formant: the envelope moves by the factor
+    assert source_filter_shift(p, 1.0, 1.0) is p
+
+
+def test_noise_reaches_the_snr_and_is_seeded():
+    a = tone(1.0, 150).astype(np.float64)
+    n1, n2 = synthetic_noise(a.size, np.random.default_rng(3)), synthetic_noise(a.size, np.random.default_rng(3))
+    assert np.array_equal(n1, n2) and np.sqrt(np.mean(n1 ** 2)) == pytest.approx(1.0)
+    y = add_noise(a, n1, 10.0)
+    snr = 10 * np.log10(np.mean(a ** 2) / np.mean((y - a) ** 2))
+    assert snr == pytest.approx(10.0, abs=1e-6)
+    short = add_noise(a, n1[:1000], 0.0)                       # a short noise clip is looped
+    assert short.shape == a.shape and np.mean((short - a) ** 2) == pytest.approx(np.mean(a ** 2))
+
+
+def test_room_band_limit_and_speed_properties():
+    rng = np.random.default_rng(0)
+    h = room_impulse(SR, rng)
+    assert np.sum(h ** 2) == pytest.approx(1.0) and 0.2 * SR <= h.size <= 0.8 * SR
+    a = tone(1.0, 200).astype(np.float64)
+    assert reverberate(a, h).shape == a.shape
+    low, high = np.sin(2 * np.pi * 60 * np.arange(SR) / SR), np.sin(2 * np.pi * 1000 * np.arange(SR) / SR)
+    out_low, out_high = band_limit(low, SR, 300, 3400), band_limit(high, SR, 300, 3400)
+    assert np.std(out_low) < 0.05 * np.std(low) and np.std(out_high) > 0.9 * np.std(high)
+    assert speed(a, 1.25).size == pytest.approx(a.size / 1.25, abs=2)
+
+
+def test_augmented_mfcc_is_deterministic_from_seed(librosa_warm):
+    a = tone(2.0, 130)
+    cfg = AugmentConfig(copies=1, pitch=(0.9, 1.4), formant=(0.95, 1.1), noise_snr=(10, 30), reverb=0.5,
+                        bandlimit=0.5, speed=(0.9, 1.1))
+    m1 = augmented_mfcc(a, FC, cfg, np.random.default_rng(7))
+    m2 = augmented_mfcc(a, FC, cfg, np.random.default_rng(7))
+    m3 = augmented_mfcc(a, FC, cfg, np.random.default_rng(8))
+    assert np.array_equal(m1, m2) and m1.shape[0] == 40 and not np.array_equal(m1[:, :50], m3[:, :50])
+    assert np.isfinite(m1).all()
+
+
+def test_mask_batch_masks_with_window_mean_and_is_seeded():
+    x = torch.randn(8, 40, 99)
+    off = AugmentConfig()
+    assert mask_batch(x, off, torch.Generator().manual_seed(0)) is x
+    cfg = AugmentConfig(time_masks=2, time_mask_frames=10, coef_masks=1, coef_mask_width=4)
+    y1 = mask_batch(x, cfg, torch.Generator().manual_seed(1))
+    y2 = mask_batch(x, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(y1, y2) and y1.shape == x.shape
+    changed = y1 != x
+    mean = x.mean(dim=2, keepdim=True).expand_as(x)
+    assert torch.equal(y1[changed], mean[changed])            # masked cells hold the window's mean
+    assert 0 < changed.float().mean() < 0.5                   # at most 20 frames + 4 coefficients of each window
+
+
+def test_epoch_utterances_picks_views_only_when_present():
+    base = [UtteranceFeatures("1-1-1", "1", "F", 1.0, np.zeros((2, 5), np.float32))]
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert epoch_utterances(base, AugmentConfig(copies=2, pitch=(1, 2)), rng) is base
+    assert rng.bit_generator.state == state                   # no draw: runs without views are unchanged
+    views = [np.full((2, 5), 1.0, np.float32), np.full((2, 5), 2.0, np.float32)]
+    aug = [AugmentedUtterance(*[getattr(base[0], k) for k in ("uid", "speaker", "sex", "seconds", "mfcc")], views)]
+    always = epoch_utterances(aug, AugmentConfig(p_augmented=1.0), np.random.default_rng(0))
+    never = epoch_utterances(aug, AugmentConfig(p_augmented=0.0), np.random.default_rng(0))
+    assert always[0].mfcc[0, 0] in (1.0, 2.0) and never[0].mfcc[0, 0] == 0.0
+
+
+def test_add_views_from_corpus_audio_seeded_and_cached(tiny_corpus, tmp_path, librosa_warm):
+    from gclf.data.pipeline import corpus_features
+
+    utts, info = corpus_features(tiny_corpus, FC, tmp_path / "pkl", workers=1)
+    cfg = AugmentConfig(copies=2, pitch=(0.9, 1.4), noise_snr=(10, 20))
+    assert add_views(utts, info["root"], FC, AugmentConfig(), 0, tmp_path / "pkl") is utts
+    a = add_views(utts, info["root"], FC, cfg, 0, tmp_path / "pkl", workers=1)
+    b = add_views(utts, info["root"], FC, cfg, 0, None, workers=2)           # recomputed, in 2 processes
+    c = add_views(utts, info["root"], FC, replace(cfg, copies=2), 1, None, workers=1)
+    assert all(len(u.views) == 2 and u.views[0].shape == u.mfcc.shape for u in a)
+    assert all(np.array_equal(x, y) for u, v in zip(a, b) for x, y in zip(u.views, v.views))
+    assert not np.array_equal(a[0].views[0], c[0].views[0])                     # another seed, other views
+    assert len(list((tmp_path / "pkl" / "augment").glob("*.pkl"))) == 1
+
+
+def test_raw_audio_features_take_audio_augmentation_only():
+    from gclf.errors import GclfError
+
+    raw = FeatureConfig(kind="audio", window_frames=8000, window_hop=4000)
+    a = tone(1.0, 150)
+    out = augmented_mfcc(a, raw, AugmentConfig(copies=1, noise_snr=(20, 20)), np.random.default_rng(0))
+    assert out.shape == (1, a.size) and out.dtype == np.float32
+    snr = 10 * np.log10(np.mean(a.astype(np.float64) ** 2) / np.mean((out[0] - a) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.01)
+    with pytest.raises(GclfError, match="MFCC"):
+        augmented_mfcc(a, raw, AugmentConfig(copies=1, pitch=(1.1, 1.2)), np.random.default_rng(0))
