@@ -25,7 +25,7 @@ def test_frontend_python(benchmark, pcm, impl, librosa_warm):
           "numpy-float-mirror": lambda: mfcc_float(pcm)}[impl]
     out = benchmark(fn)
     assert out.shape == (40, 1 + pcm.size // 320)
-    benchmark.extra_info.update({"step": f"frontend-{impl}", "audio_seconds": SECONDS})
+    benchmark.extra_info.update({"step": f"frontend-{impl}", "measure": "frontend", "audio_seconds": SECONDS})
 
 
 @pytest.mark.benchmark(group="front-end, 10 s of audio")
@@ -39,7 +39,8 @@ def test_frontend_c_host(benchmark, pcm, tmp_path):
     exe = build_frontend_harness(tmp_path, cc)
     out, _ = benchmark(run_frontend_c, exe, pcm)
     assert out.shape == (40, 1 + pcm.size // 320)
-    benchmark.extra_info.update({"step": "frontend-c-host", "audio_seconds": SECONDS})
+    benchmark.extra_info.update({"step": "frontend-c-host", "measure": "frontend", "audio_seconds": SECONDS,
+                                 "note": "incl. process start and PCM through a file"})
 
 
 def test_frontend_cortex_m4(benchmark, pcm):

@@ -151,3 +151,14 @@ def test_cortex_m4_and_side_by_side_tables_from_a_benchmark_json(tmp_path):
     assert d["instructions_per_inference"] == 504400 and d["x86_c_us"] == pytest.approx(12.5)   # same run first
     assert "| W8/A8 | 504,400 ± 40 | 1.77 | 17,256 | 14,570 (14,494 + 0 + 76) | 12.5 | 64 of 64 windows |" in r["markdown"]
     assert "| C -O2 (W8/A8) | 13.0 | 0.25 |" in r["markdown"] and r["side_by_side"]["note"] == "one run"
+
+
+def test_front_end_benchmarks_are_a_table_of_their_own(tmp_path):
+    fe = {"name": "test_frontend_python[numpy-int]", "stats": {"median": 0.02, "min": 0.02},
+          "extra_info": {"step": "frontend-numpy-int", "measure": "frontend", "audio_seconds": 10.0}}
+    data = {"benchmarks": [fe, _bench("c-w8a8", "W8/A8", "peer", "batch1", 1.3e-5, runtime="C via ctypes")]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    r = build_report([], bench_json=path)
+    assert [row["step"] for row in r["rows"]] == ["c-w8a8"]           # not a per-window row
+    assert "| numpy-int | 2.00 |  |" in r["markdown"]                 # 20 ms over 10 s of audio

@@ -264,6 +264,19 @@ def side_by_side(bench: list[dict]) -> dict | None:
     return None
 
 
+def frontend_markdown(bench: list[dict]) -> str | None:
+    """The front-end benchmarks (``measure == "frontend"``): ms per second of audio, median."""
+    rows = [b for b in bench if b["extra_info"].get("measure") == "frontend"]
+    if not rows:
+        return None
+    lines = ["| front-end (PCM -> 40 MFCCs) | ms per second of audio | note |", "|---|---|---|"]
+    for b in rows:
+        info = b["extra_info"]
+        ms = 1e3 * b["stats"]["median"] / max(float(info.get("audio_seconds", 1)), 1e-9)
+        lines.append(f"| {info['step'].removeprefix('frontend-')} | {ms:,.2f} | {info.get('note', '')} |")
+    return "\n".join(lines)
+
+
 def device_markdown(rows: list[dict]) -> str:
     head = ["chain", "instructions / inference", "per MAC", "flash B", "RAM B (bss + data + stack)",
             "x86 C µs, batch 1", "logits equal to the reference"]
@@ -299,6 +312,9 @@ def build_report(runs: list[str | Path], bench_json: str | Path | None = None, l
     md = markdown_table(rows)
     if side:
         md += "\n\nSide by side, " + side["note"] + ":\n\n" + side_markdown(side)
+    fe = frontend_markdown(bench)
+    if fe:
+        md += "\n\nThe MFCC front-end on the host (median of pytest-benchmark, one thread):\n\n" + fe
     if device:
         md += ("\n\nOn an emulated Cortex-M4 (arm-none-eabi-gcc " + (device[0]["cflags"] or "") + ", qemu "
                + (device[0]["machine"] or "") + ", instructions counted with -icount; flash = code + constants):\n\n"
