@@ -9,7 +9,8 @@ from gclf.data.augment import (AugmentConfig, add_noise, augmented_mfcc, band_li
                                power_spectrum, reverberate, room_impulse, source_filter_shift, speed,
                                synthetic_noise)
 from gclf.data.features import FeatureConfig, UtteranceFeatures, mfcc
-from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch
+from gclf.data.store import FrameRef
+from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch, view_array
 
 from .conftest import tone
 
@@ -125,10 +126,15 @@ def test_add_views_from_corpus_audio_seeded_and_cached(tiny_corpus, tmp_path, li
     a = add_views(utts, info["root"], FC, cfg, 0, tmp_path / "pkl", workers=1)
     b = add_views(utts, info["root"], FC, cfg, 0, None, workers=2)           # recomputed, in 2 processes
     c = add_views(utts, info["root"], FC, replace(cfg, copies=2), 1, None, workers=1)
-    assert all(len(u.views) == 2 and u.views[0].shape == u.mfcc.shape for u in a)
-    assert all(np.array_equal(x, y) for u, v in zip(a, b) for x, y in zip(u.views, v.views))
-    assert not np.array_equal(a[0].views[0], c[0].views[0])                     # another seed, other views
-    assert len(list((tmp_path / "pkl" / "augment").glob("*.pkl"))) == 1
+    assert all(len(u.views) == 2 and view_array(u.views[0]).shape == u.mfcc.shape for u in a)
+    assert all(isinstance(x, FrameRef) for u in a for x in u.views)              # cached: read from the views' file
+    assert all(np.array_equal(view_array(x), y) for u, v in zip(a, b) for x, y in zip(u.views, v.views))
+    assert not np.array_equal(view_array(a[0].views[0]), c[0].views[0])          # another seed, other views
+    assert len(list((tmp_path / "pkl" / "augment").glob("*.json"))) == 1
+    again = add_views(utts, info["root"], FC, cfg, 0, tmp_path / "pkl", workers=1)   # reused, not recomputed
+    assert [x for u in again for x in u.views] == [x for u in a for x in u.views]
+    on_disk, in_memory = replace(a[0], data=a[0].views[0]), replace(a[0], data=b[0].views[0])   # what an epoch sees
+    assert np.array_equal(on_disk.window(0, FC.window_frames), in_memory.window(0, FC.window_frames))
 
 
 def test_raw_audio_features_take_audio_augmentation_only():

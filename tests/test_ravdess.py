@@ -108,7 +108,7 @@ def test_train_with_augmentation_then_quantize_final_and_evaluate_on_ravdess(syn
     ck = __import__("torch").load(run / "final.pt", weights_only=True)
     aug = ck["chain"][0]["config"]["augment"]
     assert aug["copies"] == 1 and list(aug["pitch"]) == [0.9, 1.3] and aug["time_masks"] == 1
-    assert len(list((tmp_path / "pkl" / "augment").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "pkl" / "augment").glob("*.json"))) == 1
     q = CliRunner().invoke(cli, ["quantize", "--model", str(run / "final.pt"), "--bits", "8", "--cache", cache,
                                  "--out", str(tmp_path / "q8"), "--json"])
     assert q.exit_code == 0, q.output

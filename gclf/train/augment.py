@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -22,13 +23,14 @@ import torch
 
 from gclf.data.augment import AugmentConfig, augmented_mfcc, load_noises
 from gclf.data.features import FeatureConfig, UtteranceFeatures
+from gclf.data.store import FrameRef
 
 
 @dataclass
 class AugmentedUtterance(UtteranceFeatures):
     """An utterance with augmented versions of its features, each (n_mfcc, frames')."""
 
-    views: list[np.ndarray] = field(default_factory=list)
+    views: list = field(default_factory=list)   # (n_mfcc, frames') arrays, or FrameRefs into the views' file
 
 
 def view_rng(seed: int, copy: int, uid: str) -> np.random.Generator:
@@ -56,41 +58,89 @@ def _work(args) -> tuple[str, list[np.ndarray]]:
 
 
 def _cache_file(root: Path, fcfg: FeatureConfig, acfg: AugmentConfig, seed: int, cache_root: Path) -> Path:
+    """The index (``.json``) of a run's views; their frames are in the float32 file it names, beside it."""
     blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": asdict(acfg), "seed": seed},
                       sort_keys=True, default=list)
-    return cache_root / "augment" / f"{root.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.pkl"
+    return cache_root / "augment" / f"{root.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.json"
+
+
+def view_array(v: "np.ndarray | FrameRef") -> np.ndarray:
+    """A view's frames (n_mfcc, frames), whether in memory or in the views' frame file."""
+    return v if isinstance(v, np.ndarray) else v.read().T
+
+
+def _refs(index: Path, idx: dict) -> dict[str, list[FrameRef]]:
+    path = str(index.parent / idx["file"])
+    return {uid: [FrameRef(path, off, n, idx["channels"]) for off, n in views] for uid, views in idx["views"].items()}
+
+
+def _read_index(index: Path, uids: set[str]) -> dict | None:
+    """The views' index if it is whole (every uid, its frame file of the right size), else None (recompute)."""
+    try:
+        idx = json.loads(index.read_text())
+        data = index.parent / idx["file"]
+        rows = sum(n for views in idx["views"].values() for _, n in views)
+        if uids <= idx["views"].keys() and data.stat().st_size == rows * idx["channels"] * 4:
+            return idx
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureConfig, acfg: AugmentConfig,
               seed: int, cache_root: str | Path | None = "pkl_data", workers: int | None = None,
               progress_factory=None) -> list[UtteranceFeatures]:
-    """``utts`` as AugmentedUtterances with their views (the input unchanged when no audio augmentation)."""
+    """``utts`` as AugmentedUtterances with their views (the input unchanged when no audio augmentation).
+
+    With a ``cache_root`` the views are streamed into one float32 frame file (one utterance's views in memory
+    at a time) and read back window by window like the feature cache's frame store, so memory does not grow
+    with the views; the file and its JSON index are written atomically and reused by the next run of the
+    same corpus, features, augmentation and seed. Without one they are kept in memory."""
     if not acfg.audio_active:
         return utts
     from gclf.data.layouts import scan_any
-    from gclf.io import atomic_pickle, safe_load_pickle
+    from gclf.io import atomic_json, atomic_write
 
     scanned = scan_any(corpus)
     paths = {u.uid: str(u.path) for u in scanned.utterances}
-    cache = _cache_file(scanned.root, fcfg, acfg, seed, Path(cache_root)) if cache_root else None
-    views: dict[str, list[np.ndarray]] = {}
-    if cache is not None and cache.is_file():
-        views = safe_load_pickle(cache)
-    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid not in views and u.uid in paths]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if todo:
+    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid in paths]
+    index = _cache_file(scanned.root, fcfg, acfg, seed, Path(cache_root)) if cache_root else None
+    idx = _read_index(index, {t[1] for t in todo}) if index is not None else None
+    views: dict[str, list] = _refs(index, idx) if idx else {}
+    if todo and idx is None:
         bar = progress_factory(len(todo)) if progress_factory else None
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         with ExitStack() as stack:                    # the worker processes end with the views
             pool = stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 else None
-            for uid, v in (pool.map(_work, todo, chunksize=4) if pool else map(_work, todo)):
-                views[uid] = v
-                if bar:
-                    bar.update(1)
+            results = pool.map(_work, todo, chunksize=4) if pool else map(_work, todo)
+            if index is None:
+                for uid, v in results:
+                    views[uid] = v
+                    if bar:
+                        bar.update(1)
+            else:
+                index.parent.mkdir(parents=True, exist_ok=True)
+                name, table, channels = f"{index.stem}-{secrets.token_hex(4)}.f32", {}, 0
+
+                def write(fh) -> None:
+                    nonlocal channels
+                    offset = 0
+                    for uid, v in results:
+                        table[uid] = []
+                        for m in v:
+                            channels = int(m.shape[0])
+                            fh.write(np.ascontiguousarray(m.T).astype("<f4", copy=False).tobytes())
+                            table[uid].append((offset, int(m.shape[1])))
+                            offset += int(m.shape[1])
+                        if bar:
+                            bar.update(1)
+
+                atomic_write(index.parent / name, write, durable=False)   # checked by size when read
+                idx = {"file": name, "channels": channels, "views": table}
+                atomic_json(index, idx)
+                views = _refs(index, idx)
         if bar:
             bar.close()
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_pickle(cache, views)
     return [AugmentedUtterance(u.uid, u.speaker, u.sex, u.seconds, u.data, views.get(u.uid, [])) for u in utts]
 
 
