@@ -162,12 +162,23 @@ def apply_structure(model, step: Step) -> None:
         compress_model(model, step.block, list(step.targets))
 
 
+def int_input_frac(ck: dict) -> int | None:
+    """The fraction bits of an int_mfcc checkpoint's integer input (None for float features)."""
+    fc = ck.get("feature_config", {})
+    if fc.get("kind") != "int_mfcc":
+        return None
+    from gclf.frontend.features import frontend_config
+
+    return frontend_config(FeatureConfig.from_dict(fc)).out_frac
+
+
 def build_float_model(ck: dict):
     """Rebuild the float GraphNet of a checkpoint: graph, structural steps (compress, approx), weights."""
     from gclf.backends.torch_float import GraphNet
 
     try:
         model = GraphNet(graph_of(ck))
+        model.int_input_frac = int_input_frac(ck)
         for step in chain_of(ck):
             apply_structure(model, step)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
