@@ -148,6 +148,22 @@ def evaluate(model, data, cache, workers, as_json):
     emit_json(r) if as_json else _print_eval(r)
 
 
+def _predict_stdin(models) -> dict:
+    """``-``: a WAV (or FLAC) read from standard input, e.g. piped from a recorder."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from gclf.predict import predict_file
+
+    data = sys.stdin.buffer.read()
+    with tempfile.TemporaryDirectory(prefix="gclf-stdin-") as tmp:
+        path = Path(tmp) / "stdin.wav"
+        path.write_bytes(data)
+        row = predict_file(path, models)
+    return {**row, "file": "-"}
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @model_option
@@ -157,7 +173,10 @@ def evaluate(model, data, cache, workers, as_json):
                    "reference; onnx = its ONNX graph in onnxruntime; c = the generated C, compiled here.")
 @json_option
 def predict(files, model, engine, as_json):
-    """Label and class probabilities for each audio FILE (FLAC or WAV).
+    """Label and class probabilities for each audio FILE (FLAC or WAV; - reads one from standard input).
+
+    With --engine c, a model trained on the integer front-end (--frontend int) runs the generated C from PCM
+    (front-end, integer normalisation, network); other models run the network's C on host features.
 
     A file without speech (less than 0.15 s of frames at >= -70 dBFS with spectral flatness <= 0.3: silence,
     hiss, white noise; see gclf.data.vad) is labelled "no speech". The exit status is 2 if any file could not
@@ -169,7 +188,7 @@ def predict(files, model, engine, as_json):
     rows = []
     for f in files:
         try:
-            rows.append(predict_file(f, models))
+            rows.append(_predict_stdin(models) if f == "-" else predict_file(f, models))
         except GclfError as exc:
             click.echo(f"error: {exc}", err=True)   # this file's one line; the others are still labelled
             rows.append({"file": f, "error": str(exc)})

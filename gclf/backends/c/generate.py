@@ -155,7 +155,9 @@ def generate_c(model, spec, source: str = "", chain: str = "", prefix: str = "gc
 
 # ---- from a checkpoint -------------------------------------------------------------------------------------
 def export_c(model_path: str | Path, out: str | Path, measure: bool = True, prefix: str = "gclf_") -> dict:
-    """Write gclf_model.c/.h for a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into ``out``.
+    """Write <prefix>model.c/.h for a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into
+    ``out``; for a model trained on the integer front-end also <prefix>frontend.c/.h and <prefix>classifier.c/.h
+    (PCM -> logits, whole clip and streaming: :mod:`gclf.frontend.pipeline`).
 
     ``measure``: compile the object with the system C compiler (when there is one) and add its sizes.
     """
@@ -169,6 +171,14 @@ def export_c(model_path: str | Path, out: str | Path, measure: bool = True, pref
     files, report = generate_c(model, spec, str(path), chain, prefix)
     out = Path(out)
     written = {name: str(atomic_text(out / name, text)) for name, text in files.items()}
+    if model.int_input_frac is not None:                # trained on the integer front-end: PCM -> label too
+        from gclf.data.features import FeatureConfig
+        from gclf.frontend.pipeline import generate_classifier
+
+        cl = generate_classifier(out, model, spec, FeatureConfig.from_dict(ck["feature_config"]), prefix,
+                                 str(path), chain)
+        written.update(cl["files"])
+        report["classifier"] = {k: v for k, v in cl.items() if k not in ("files", "network")}
     report.update({"source": str(path), "chain": chain, "out": str(out), "files": written,
                    "bytes": {name: len(text.encode()) for name, text in files.items()}})
     if measure:
