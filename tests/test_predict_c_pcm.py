@@ -3,6 +3,7 @@ from PCM and agrees with `--engine int` on every file, and `gclf predict -` read
 import io
 import json
 
+import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
@@ -65,3 +66,35 @@ def test_export_c_of_an_int_model_holds_the_classifier(int_q8, cc):
     bad = CliRunner().invoke(cli, ["export-c", "--model", model, "--out", str(tmp / "e2"), "--prefix", "9x"])
     assert isinstance(bad.exception, GclfError) and "prefix" in str(bad.exception)
     assert not (tmp / "e2").exists() or not any((tmp / "e2").glob("*.c"))
+
+
+def test_export_weights_of_an_int_model_holds_the_front_end_and_norm(int_q8):
+    from gclf.backends.intref import IntegerReference
+    from gclf.backends.weights import load_export
+    from gclf.checkpoint import load_fixed_point
+    from gclf.frontend import FrontendConfig, tables
+    from gclf.frontend.norm import model_norm_params
+
+    model_dir, tmp = int_q8
+    out = tmp / "weights"
+    r = CliRunner().invoke(cli, ["export-weights", "--model", model_dir, "--out", str(out), "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    man = json.loads((out / "manifest.json").read_text())
+    entries = {e["name"]: e for e in man["tensors"]}
+    assert entries["frontend.window"]["q_format"] == ["Q0.15"] and entries["frontend.dct"]["frac"] == [20]
+    assert entries["norm.multiplier"]["frac"] == [31] and man["frontend"]["norm"]["input_frac"] == 8
+    got = load_export(out)
+    t = tables(FrontendConfig())
+    np.testing.assert_array_equal(got["frontend.mel"], t.mel)
+    np.testing.assert_array_equal(got["frontend.log2_table"], t.log_table)
+    _, _, model, spec = load_fixed_point(model_dir, integer=True)
+    p = model_norm_params(model, IntegerReference(model, spec).plan[model.graph.norm.name].out_fmt)
+    np.testing.assert_array_equal(got["norm.multiplier"], p.mult)
+    np.testing.assert_array_equal(got["norm.bias"], p.bias)
+
+
+def test_onnx_export_says_it_does_not_cover_the_front_end(int_q8):
+    model_dir, tmp = int_q8
+    r = CliRunner().invoke(cli, ["export-onnx", "--model", model_dir, "--out", str(tmp / "onnx"), "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "not covered: the front-end" in r.output
