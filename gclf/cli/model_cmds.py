@@ -214,14 +214,18 @@ def predict(files, model, engine, as_json):
 @click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True, help="Speaker-disjoint CV folds.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True, help="Most epochs per fold.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device/--no-device", default=True, show_default=True,
+              help="Then the device chain: train on the integer front-end, quantize W8/A8, export the C from PCM "
+                   "and stream held-out clips through it.")
 @json_option
-def demo(out, speakers, folds, epochs, seed, as_json):
-    """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min)."""
+def demo(out, speakers, folds, epochs, seed, device, as_json):
+    """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min), then the
+    device chain (integer front-end, W8/A8, C from PCM streamed; another ~1-2 min)."""
     from gclf.demo import run_demo
 
     t0 = time.time()
     r = run_demo(Path(out), speakers, folds, epochs, seed, say=(lambda m: None) if as_json else
-                 (lambda m: click.echo(m, err=True)))
+                 (lambda m: click.echo(m, err=True)), device=device)
     r["wall_seconds"] = round(time.time() - t0, 1)
     if as_json:
         emit_json(r)
@@ -229,6 +233,12 @@ def demo(out, speakers, folds, epochs, seed, as_json):
     _print_cv(r["train"])
     click.echo(f"evaluate: utterance {pct(r['evaluate']['accuracy_utterance_mean'])} on held-out synthetic speakers; "
                f"demo took {r['wall_seconds']} s")
+    if r.get("device"):
+        click.echo("\nthe device chain (PCM -> label, no float), held-out synthetic speakers:")
+        click.echo(f"  {'step':<34} {'utterance':>10} {'bytes':>8}  agreement with the integer reference")
+        for row in r["device"]["rows"]:
+            acc = pct(row["utterance"]) if row["utterance"] is not None else "-"
+            click.echo(f"  {row['step']:<34} {acc:>10} {row['bytes'] or '-':>8}  {row.get('agreement', '')}")
 
 
 COMMANDS = [train, evaluate, predict, demo]
