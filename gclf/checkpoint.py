@@ -164,12 +164,9 @@ def apply_structure(model, step: Step) -> None:
 
 def int_input_frac(ck: dict) -> int | None:
     """The fraction bits of an int_mfcc checkpoint's integer input (None for float features)."""
-    fc = ck.get("feature_config", {})
-    if fc.get("kind") != "int_mfcc":
-        return None
-    from gclf.frontend.features import frontend_config
+    from gclf.frontend.features import input_frac_of
 
-    return frontend_config(FeatureConfig.from_dict(fc)).out_frac
+    return input_frac_of(FeatureConfig.from_dict(ck.get("feature_config", {})))
 
 
 def build_float_model(ck: dict):

@@ -123,3 +123,12 @@ def test_integer_reference_uses_the_integer_norm_and_fake_quant_agrees(int_model
     flt, _ = quantize_fixed(frontend(model, x), fmt)
     assert np.abs(xq - flt).max() <= 1 and (xq != flt).mean() < 0.01
     assert bit_exact_mismatches(FixedPointModel(model, spec), x) == 0
+
+
+def test_models_trained_on_the_int_front_end_normalise_in_integers_in_process():
+    """The library path (train_fold, no checkpoint round trip) marks int_mfcc models like build_float_model."""
+    from gclf.data.features import FeatureConfig
+    from gclf.frontend.features import input_frac_of
+
+    assert input_frac_of(FeatureConfig(kind="int_mfcc")) == FrontendConfig().out_frac
+    assert input_frac_of(FeatureConfig()) is None
