@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from gclf.backends.fakequant import FakeQuantNet  # noqa: F401  (the fake-quant path is exercised below)
 from gclf.backends.fixed import make_spec
 from gclf.backends.intref import IntegerReference, frontend
 from gclf.checkpoint import build_float_model, load_checkpoint
