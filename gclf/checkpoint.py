@@ -162,12 +162,20 @@ def apply_structure(model, step: Step) -> None:
         compress_model(model, step.block, list(step.targets))
 
 
+def int_input_frac(ck: dict) -> int | None:
+    """The fraction bits of an int_mfcc checkpoint's integer input (None for float features)."""
+    from gclf.frontend.features import input_frac_of
+
+    return input_frac_of(FeatureConfig.from_dict(ck.get("feature_config", {})))
+
+
 def build_float_model(ck: dict):
     """Rebuild the float GraphNet of a checkpoint: graph, structural steps (compress, approx), weights."""
     from gclf.backends.torch_float import GraphNet
 
     try:
         model = GraphNet(graph_of(ck))
+        model.int_input_frac = int_input_frac(ck)
         for step in chain_of(ck):
             apply_structure(model, step)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

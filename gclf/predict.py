@@ -47,10 +47,16 @@ def predict_file(path: str | Path, models: list[tuple], speech: SpeechConfig = S
             if voiced < speech.min_speech_seconds:
                 return {"file": str(path), "label": NO_SPEECH, "probabilities": None,
                         "speech_seconds": round(voiced, 2), "windows": 0}
-            cache[fcfg] = torch.from_numpy(cut_windows(frames(audio, fcfg), fcfg))
-        probs.append(np.asarray(fn(cache[fcfg])).mean(axis=0))
+            cache[fcfg] = (audio, torch.from_numpy(cut_windows(frames(audio, fcfg), fcfg)))
+        from_pcm = getattr(fn, "from_pcm", None)           # the c engine of an int_mfcc model: PCM in
+        if from_pcm is not None:
+            from gclf.frontend.intref import pcm16
+
+            probs.append(np.asarray(from_pcm(pcm16(cache[fcfg][0]))).mean(axis=0))
+        else:
+            probs.append(np.asarray(fn(cache[fcfg][1])).mean(axis=0))
     p = np.mean(probs, axis=0)
     classes = models[0][2]
     k = len(p) - 1 - int(np.argmax(p[::-1]))              # a tie goes to the later class, as in evaluation
     return {"file": str(path), "label": classes[k], "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)},
-            "windows": int(len(next(iter(cache.values()))))}
+            "windows": int(len(next(iter(cache.values()))[1]))}

@@ -73,7 +73,9 @@ def _check_file(r: dict, ck: dict) -> onnx.ModelProto:
         batch = v.type.tensor_type.shape.dim[0]
         assert batch.dim_param and not batch.dim_value, f"{v.name}: batch dimension is not dynamic"
     assert r["chain"] == label(chain_of(ck))
-    assert {p.key: p.value for p in m.metadata_props} == {"gclf.chain": r["chain"], "gclf.form": r["form"]}
+    assert {p.key: p.value for p in m.metadata_props} == {"gclf.chain": r["chain"], "gclf.form": r["form"],
+                                                          "gclf.frontend": r["notes"][0]}
+    assert r["notes"][0].startswith("not covered: the front-end")
     return m
 
 

@@ -192,7 +192,9 @@ def test_export_onnx_of_a_raw_conv_checkpoint(raw, tmp_path):
     assert r["agreement"]["held_out"] is False and r["agreement"]["max_abs_logit_diff"] == 0.0
     assert r["matches_pytorch"]["batch7_max_abs"] == 0.0 and any("synthetic" in n for n in r["notes"])
     m = onnx.load(r["path"])
-    assert {p.key: p.value for p in m.metadata_props} == {"gclf.chain": "W8/A8", "gclf.form": "qdq"}
+    assert {p.key: p.value for p in m.metadata_props} == {
+        "gclf.chain": "W8/A8", "gclf.form": "qdq",
+        "gclf.frontend": "the input is raw audio windows; nothing before the network is left out"}
     assert m.graph.input[0].name == "audio"
 
 

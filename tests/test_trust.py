@@ -349,9 +349,12 @@ def test_the_demo_runs_twice_in_the_same_folder(tmp_path, librosa_warm):
     """`make demo` twice: the demo replaces its own run (train_run with force) instead of refusing."""
     from gclf.demo import run_demo
 
-    for _ in range(2):
-        r = run_demo(tmp_path, speakers=8, folds=2, epochs=1, say=lambda m: None)
+    for k in range(2):
+        r = run_demo(tmp_path, speakers=8, folds=2, epochs=1, say=lambda m: None, device=k == 1)
         assert len(r["train"]["folds"]) == 2
+    c = r["device"]["c"]                       # the device chain: C from PCM streamed, bit-exact with numpy
+    assert len(r["device"]["rows"]) == (3 if c else 2)
+    assert c is None or c["bit_exact_windows"] == c["windows"] > 0
 
 
 @pytest.mark.parametrize("level", [1e-3, 1e-2, 0.5])

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from gclf.checkpoint import build_float_model, quant_of
+from gclf.data.features import FeatureConfig
 from gclf.errors import GclfError
 from gclf.train.evaluate import ProbFn, torch_prob_fn
 
@@ -51,6 +52,8 @@ def prob_fn_for(ck: dict, engine: str = "auto") -> ProbFn:
         return IntegerReference(model, _fixed(ck, engine).spec).prob_fn()
     if engine == "onnx":
         return _onnx_fn(ck)
+    if model.int_input_frac is not None:
+        return _c_pcm_fn(model, _fixed(ck, engine).spec, FeatureConfig.from_dict(ck["feature_config"]))
     return _c_fn(model, _fixed(ck, engine).spec)
 
 
@@ -60,6 +63,30 @@ def _onnx_fn(ck: dict) -> ProbFn:
     proto, _, _ = build_onnx(ck, choose_opset(ck, None))
     sess = ort_session(proto.SerializeToString(), qdq_fusion=quant_of(ck) is None)
     return lambda x: _softmax(ort_logits(sess, x))
+
+
+def _c_pcm_fn(model, spec, fcfg) -> ProbFn:
+    """An int_mfcc model's c engine: the network's C on windows, plus ``from_pcm`` (int16 PCM -> class
+    probabilities per window) running the generated C from PCM (front-end, integer Norm, network), which
+    :func:`gclf.predict.predict_file` calls."""
+    from gclf.backends.c.build import find_cc
+    from gclf.backends.intref import IntegerReference
+    from gclf.frontend.pipeline import build_classifier_harness, run_classifier_c
+
+    cc = find_cc()
+    if cc is None:
+        raise GclfError("the c engine needs a C compiler: install cc, gcc or clang, or set $CC")
+    tmp = tempfile.TemporaryDirectory(prefix="gclf-engine-pcm-")
+    exe = build_classifier_harness(tmp.name, cc, model, spec, fcfg)
+    frac = IntegerReference(model, spec).logit_format.frac
+    fn = _c_fn(model, spec)
+
+    def from_pcm(pcm: np.ndarray) -> np.ndarray:
+        from_pcm.tmp = tmp                                # keep the folder alive as long as the function
+        z, _ = run_classifier_c(exe, pcm)
+        return _softmax(z * 2.0 ** -frac)
+    fn.from_pcm = from_pcm
+    return fn
 
 
 def _c_fn(model, spec) -> ProbFn:

@@ -114,7 +114,16 @@ class FakeQuantNet(nn.Module):
 
 @HANDLERS.register(Norm)
 def _norm(fq_net: FakeQuantNet, op, x):
-    return fq_net.act(fq_net.model.module_of(op)(x), op.name)
+    m = fq_net.model
+    if m.int_input_frac is None or fq_net.mode in ("observe", "weights"):
+        return fq_net.act(m.module_of(op)(x), op.name)
+    from gclf.frontend.norm import int_norm, ints_of_frames, model_norm_params
+
+    f = fq_net.spec.act(op.name)          # an int_mfcc model: the integer Norm, exactly (it has no parameters)
+    y, counts = int_norm(ints_of_frames(x.detach().cpu().numpy(), m.int_input_frac), model_norm_params(m, f))
+    name = site_name(op.name, "out")
+    fq_net.overflows[name] = fq_net.overflows.get(name, 0) + sum(counts.values())
+    return torch.from_numpy(y.astype(np.float64) * 2.0 ** -f.frac).to(x.dtype)
 
 
 @HANDLERS.register(Conv1d)

@@ -12,6 +12,7 @@ import torch
 
 from gclf.backends.fixed import HANDLERS as FIXED
 from gclf.backends.fixed import integer_weights, layer_kind, lstm_formats, plan
+from gclf.frontend.norm import int_norm, ints_of_frames, model_norm_params
 from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
 from gclf.graph.registry import Registry
 from gclf.graph.spec import QuantSpec, site_name
@@ -23,7 +24,8 @@ HANDLERS = Registry("integer reference")
 
 
 def frontend(model, x: torch.Tensor) -> np.ndarray:
-    """Norm in float64: the one float step before the integer datapath (shared with fake-quant)."""
+    """Norm in float64: the one float step before the integer datapath (shared with fake-quant) of a model
+    on float features (an int_mfcc model normalises in integers: ``IntegerReference.quantize_int_input``)."""
     with torch.no_grad():
         return model.input_norm()(x.double()).numpy()
 
@@ -65,9 +67,19 @@ class IntegerReference:
         return b.ints << (np.asarray(acc_frac) - b.frac).astype(np.int64)
 
     def quantize_input(self, x: torch.Tensor) -> np.ndarray:
+        """Windows -> the quantized input: the float Norm then quantization, or for a model reading the
+        integer front-end (``int_input_frac``) the integer Norm of :mod:`gclf.frontend.norm`."""
         fmt = self.plan[self.graph.norm.name].out_fmt
+        if self.model.int_input_frac is not None:
+            return self.quantize_int_input(ints_of_frames(x.numpy(), self.model.int_input_frac))
         q, n = quantize_fixed(frontend(self.model, x), fmt)
         self.overflows[self.graph.norm.name] = self.overflows.get(self.graph.norm.name, 0) + int(n)
+        return q
+
+    def quantize_int_input(self, xi: np.ndarray) -> np.ndarray:
+        """Integer front-end windows (N, C, T) -> the quantized input, by the integer Norm."""
+        q, counts = int_norm(xi, model_norm_params(self.model, self.plan[self.graph.norm.name].out_fmt))
+        self.overflows[self.graph.norm.name] = self.overflows.get(self.graph.norm.name, 0) + sum(counts.values())
         return q
 
     # ---- the datapath ----------------------------------------------------------------------------------

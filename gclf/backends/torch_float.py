@@ -155,7 +155,8 @@ class GraphNet(nn.Module):
     def __init__(self, graph: Graph):
         super().__init__()
         self.graph = graph
-        for op in graph.ops:
+        self.int_input_frac: int | None = None   # set for int_mfcc models: the input is integer Q(frac) and
+        for op in graph.ops:                      # the integer paths normalise it in integers (frontend/norm.py)
             mod = HANDLERS[op].build(op)
             if mod is not None:
                 self.add_module(op.name, mod)

@@ -272,12 +272,19 @@ def export_weights(model_path: str | Path, out: str | Path, name: str | None = N
 
     path, ck, model, spec = load_fixed_point(model_path)
     tensors, extras = graph_tensors(model, spec)
+    fe_meta = {}
+    if model.int_input_frac is not None and not spec.weights_only:   # the integer front-end and Norm too
+        from gclf.data.features import FeatureConfig
+        from gclf.frontend.tensors import frontend_tensors
+
+        fe, fe_extras, fe_meta = frontend_tensors(model, spec, FeatureConfig.from_dict(ck["feature_config"]))
+        tensors, extras = {**fe, **tensors}, {**fe_extras, **extras}
     name = c_ident(name or f"gclf_{path.stem}")
     chain = label(chain_of(ck))
     cfg = {**asdict(spec.config), "act_bits": spec.act_bits, "bias_bits": spec.bias_bits, "acc_bits": spec.acc_bits}
     steps = [{k: v for k, v in step_to_dict(s).items() if k != "spec"} for s in chain_of(ck)]
     meta = {"source": str(path), "chain": chain, "chain_steps": steps, "graph": graph_to_dict(graph_of(ck)),
-            "quantize": cfg, **activation_meta(model, spec),
+            "quantize": cfg, **activation_meta(model, spec), **fe_meta,
             "preamble": [f"source: {path}", f"chain: {chain}",
                          f"weights {spec.config.bits} bits, biases {spec.bias_bits} bits, activations "
                          f"{'float' if spec.weights_only else str(spec.act_bits) + ' bits'}, rounding {spec.rounding}"]}

@@ -158,6 +158,22 @@ def evaluate(model, data, cache, workers, as_json):
     emit_json(r) if as_json else _print_eval(r)
 
 
+def _predict_stdin(models) -> dict:
+    """``-``: a WAV (or FLAC) read from standard input, e.g. piped from a recorder."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from gclf.predict import predict_file
+
+    data = sys.stdin.buffer.read()
+    with tempfile.TemporaryDirectory(prefix="gclf-stdin-") as tmp:
+        path = Path(tmp) / "stdin.wav"
+        path.write_bytes(data)
+        row = predict_file(path, models)
+    return {**row, "file": "-"}
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @model_option
@@ -167,7 +183,10 @@ def evaluate(model, data, cache, workers, as_json):
                    "reference; onnx = its ONNX graph in onnxruntime; c = the generated C, compiled here.")
 @json_option
 def predict(files, model, engine, as_json):
-    """Label and class probabilities for each audio FILE (FLAC or WAV).
+    """Label and class probabilities for each audio FILE (FLAC or WAV; - reads one from standard input).
+
+    With --engine c, a model trained on the integer front-end (--frontend int) runs the generated C from PCM
+    (front-end, integer normalisation, network); other models run the network's C on host features.
 
     A file without speech (less than 0.15 s of frames at >= -70 dBFS with spectral flatness <= 0.3: silence,
     hiss, white noise; see gclf.data.vad) is labelled "no speech". The exit status is 2 if any file could not
@@ -179,7 +198,7 @@ def predict(files, model, engine, as_json):
     rows = []
     for f in files:
         try:
-            rows.append(predict_file(f, models))
+            rows.append(_predict_stdin(models) if f == "-" else predict_file(f, models))
         except GclfError as exc:
             click.echo(f"error: {exc}", err=True)   # this file's one line; the others are still labelled
             rows.append({"file": f, "error": str(exc)})
@@ -205,14 +224,18 @@ def predict(files, model, engine, as_json):
 @click.option("--folds", type=click.IntRange(2, 20), default=4, show_default=True, help="Speaker-disjoint CV folds.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True, help="Most epochs per fold.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device/--no-device", default=True, show_default=True,
+              help="Then the device chain: train on the integer front-end, quantize W8/A8, export the C from PCM "
+                   "and stream held-out clips through it.")
 @json_option
-def demo(out, speakers, folds, epochs, seed, as_json):
-    """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min)."""
+def demo(out, speakers, folds, epochs, seed, device, as_json):
+    """synth -> extract -> train -> evaluate on synthetic voices, end to end (no download, ~1-2 min), then the
+    device chain (integer front-end, W8/A8, C from PCM streamed; another ~1-2 min)."""
     from gclf.demo import run_demo
 
     t0 = time.time()
     r = run_demo(Path(out), speakers, folds, epochs, seed, say=(lambda m: None) if as_json else
-                 (lambda m: click.echo(m, err=True)))
+                 (lambda m: click.echo(m, err=True)), device=device)
     r["wall_seconds"] = round(time.time() - t0, 1)
     if as_json:
         emit_json(r)
@@ -220,6 +243,12 @@ def demo(out, speakers, folds, epochs, seed, as_json):
     _print_cv(r["train"])
     click.echo(f"evaluate: utterance {pct(r['evaluate']['accuracy_utterance_mean'])} on held-out synthetic speakers; "
                f"demo took {r['wall_seconds']} s")
+    if r.get("device"):
+        click.echo("\nthe device chain (PCM -> label, no float), held-out synthetic speakers:")
+        click.echo(f"  {'step':<34} {'utterance':>10} {'bytes':>8}  agreement with the integer reference")
+        for row in r["device"]["rows"]:
+            acc = pct(row["utterance"]) if row["utterance"] is not None else "-"
+            click.echo(f"  {row['step']:<34} {acc:>10} {row['bytes'] or '-':>8}  {row.get('agreement', '')}")
 
 
 COMMANDS = [train, evaluate, predict, demo]

@@ -106,15 +106,19 @@ def _print_c(r: dict) -> None:
                    "the held-out windows on qemu-system-arm -M mps2-an386 and count instructions per inference.")
 @click.option("--dsp/--no-dsp", default=True, show_default=True,
               help="With --target cortex-m4: use the DSP (SMLAD) kernels, or the portable C99 ones (-DGCLF_NO_DSP).")
+@click.option("--prefix", default="gclf_", show_default=True,
+              help="Start of every exported C symbol (macros upper-cased), so two models link into one firmware.")
 @cache_option
 @step_data_option
 @_force_option
 @json_option
-def export_c(model, out, measure, verify, target, dsp, cache, data, force, as_json):
+def export_c(model, out, measure, verify, target, dsp, prefix, cache, data, force, as_json):
     """Integer-only C99 inference (gclf_model.c/.h), bit-exact with the integer reference.
 
     Static buffers only, no floating point; the chain's sigmoid/tanh tables and block-circulant layers computed
-    from their defining vectors. The input is the quantized InputNorm output (the host keeps the front-end).
+    from their defining vectors. The input is the quantized InputNorm output; for a model trained on the integer
+    front-end (`gclf train --frontend int`) the export also holds the front-end and <prefix>classifier.c/.h:
+    int16 PCM -> logits, a whole-clip call and a streaming API (see the header).
     """
     from gclf.errors import GclfError
     from gclf.backends.c.generate import export_c as run
@@ -127,8 +131,15 @@ def export_c(model, out, measure, verify, target, dsp, cache, data, force, as_js
 
         require_tools(target_config(target))                 # before anything is written
     out = _out(model, out, "export")
-    claim(out, deploy_checkpoint(model)[0], ["gclf_model.c", "gclf_model.h"], force)
-    r = run(model, out, measure=measure)
+    from gclf.backends.c.generate import check_prefix
+
+    check_prefix(prefix)
+    if prefix != "gclf_" and (verify or target != "host"):
+        raise GclfError("--verify and --target build gclf's harness, which calls gclf_infer: use the default --prefix")
+    claim(out, deploy_checkpoint(model)[0], [f"{prefix}{n}" for n in ("model.c", "model.h", "frontend.c",
+                                                                     "frontend.h", "classifier.c", "classifier.h")],
+          force)
+    r = run(model, out, measure=measure, prefix=prefix)
     if verify:
         from gclf.backends.c.build import verify_export
 

@@ -20,6 +20,12 @@ def frontend_config(fcfg) -> FrontendConfig:
                           n_mels=fcfg.n_mels, n_mfcc=fcfg.n_mfcc, fmin=float(fcfg.fmin), fmax=float(fcfg.fmax))
 
 
+def input_frac_of(fcfg) -> int | None:
+    """Fraction bits of a network's integer input when ``fcfg`` is the integer front-end (None otherwise): what
+    ``GraphNet.int_input_frac`` is set to, so the integer paths normalise in integers."""
+    return frontend_config(fcfg).out_frac if fcfg.kind == "int_mfcc" else None
+
+
 def int_mfcc_frames(audio: np.ndarray, fcfg) -> np.ndarray:
     """Float audio in [-1, 1) -> int16 PCM -> integer MFCCs (n_mfcc, frames), returned as float32 dB."""
     cfg = frontend_config(fcfg)

@@ -9,6 +9,7 @@ from typing import Callable
 
 from gclf.backends.engines import prob_fn_for
 from gclf.backends.torch_float import GraphNet
+from gclf.frontend.features import input_frac_of
 from gclf.checkpoint import checkpoint_paths, graph_of, load_checkpoint, make_checkpoint, save_checkpoint
 from gclf.data.dataset import eval_windows
 from gclf.data.features import FeatureConfig, UtteranceFeatures
@@ -58,6 +59,7 @@ def _fold_results(jobs: list[tuple], scheduler: str | None, log_factory: Callabl
         for job, fut in zip(jobs, futures):
             r = fut.result()
             model = GraphNet(job[3])
+            model.int_input_frac = input_frac_of(job[4])
             model.load_state_dict(r["state_dict"])
             model.eval()
             log = log_factory(job)

@@ -22,6 +22,7 @@ from gclf.train.augment import epoch_utterances, mask_batch
 from gclf.train.evaluate import evaluate, torch_prob_fn
 from gclf.data.features import FeatureConfig, UtteranceFeatures
 from gclf.backends.torch_float import GraphNet
+from gclf.frontend.features import input_frac_of
 from gclf.graph.ops import Graph
 
 
@@ -162,6 +163,7 @@ def train_fold(utts: list[UtteranceFeatures], train_speakers: dict[str, str], te
     tr_spk, val_spk = split_validation(train_speakers, tcfg.val_fraction, seed)
     train, val = select(utts, tr_spk), select(utts, val_spk)
     model = GraphNet(graph)
+    model.int_input_frac = input_frac_of(fcfg)          # the integer front-end's models normalise in integers
     fit_normalizer(model, train, fcfg)
     hist = fit(model, train, val, fcfg, tcfg, log=log, seed=seed)
     test = select(utts, test_speakers)

@@ -33,6 +33,7 @@ its shapes). The walker (:func:`generate_c`) never names a layer nor assumes an 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from gclf.backends.c.context import Context, Tensor
@@ -82,8 +83,24 @@ def _input(ctx: Context, shape: tuple[int, int]) -> tuple[Tensor, list[str]]:
                                 f"            {buf}[t * {c} + c] = x[c][t];"]
 
 
-def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str, str], dict]:
-    """({"gclf_model.h": text, "gclf_model.c": text}, report) for a float GraphNet under a QuantSpec."""
+def with_prefix(text: str, prefix: str) -> str:
+    """``text`` with every ``gclf_`` symbol (and ``GCLF_`` macro) renamed to ``prefix`` (upper-cased for macros)."""
+    if prefix == "gclf_":
+        return text
+    return re.sub(r"\bGCLF_", prefix.upper(), re.sub(r"\bgclf_", prefix, text))
+
+
+def check_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        raise GclfError(f"--prefix {prefix!r} is not a C identifier prefix (letters, digits, _)")
+    return prefix
+
+
+def generate_c(model, spec, source: str = "", chain: str = "", prefix: str = "gclf_") -> tuple[dict[str, str], dict]:
+    """({"<prefix>model.h": text, "<prefix>model.c": text}, report) for a float GraphNet under a QuantSpec.
+
+    ``prefix`` starts every exported symbol and macro (upper-cased), so two models link into one firmware."""
+    check_prefix(prefix)
     ref = _reference(model, spec)
     ctx = Context(ref)
     graph = ctx.graph
@@ -133,12 +150,14 @@ def generate_c(model, spec, source: str = "", chain: str = "") -> tuple[dict[str
               "array_bytes": dict(ctx.bytes),
               "buffer_bytes": ctx.buffer_elems * int(ctx.act_ctype[3:-2]) // 8 + 2 * ctx.scratch16,
               "ops": ctx.info}
-    return {"gclf_model.h": header, "gclf_model.c": body}, report
+    return {f"{prefix}model.h": with_prefix(header, prefix), f"{prefix}model.c": with_prefix(body, prefix)}, report
 
 
 # ---- from a checkpoint -------------------------------------------------------------------------------------
-def export_c(model_path: str | Path, out: str | Path, measure: bool = True) -> dict:
-    """Write gclf_model.c/.h for a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into ``out``.
+def export_c(model_path: str | Path, out: str | Path, measure: bool = True, prefix: str = "gclf_") -> dict:
+    """Write <prefix>model.c/.h for a fixed-point checkpoint (or a run folder's final.pt, else fold1.pt) into
+    ``out``; for a model trained on the integer front-end also <prefix>frontend.c/.h and <prefix>classifier.c/.h
+    (PCM -> logits, whole clip and streaming: :mod:`gclf.frontend.pipeline`).
 
     ``measure``: compile the object with the system C compiler (when there is one) and add its sizes.
     """
@@ -149,13 +168,21 @@ def export_c(model_path: str | Path, out: str | Path, measure: bool = True) -> d
 
     path, ck, model, spec = load_fixed_point(model_path, integer=True)
     chain = label(chain_of(ck))
-    files, report = generate_c(model, spec, str(path), chain)
+    files, report = generate_c(model, spec, str(path), chain, prefix)
     out = Path(out)
     written = {name: str(atomic_text(out / name, text)) for name, text in files.items()}
+    if model.int_input_frac is not None:                # trained on the integer front-end: PCM -> label too
+        from gclf.data.features import FeatureConfig
+        from gclf.frontend.pipeline import generate_classifier
+
+        cl = generate_classifier(out, model, spec, FeatureConfig.from_dict(ck["feature_config"]), prefix,
+                                 str(path), chain)
+        written.update(cl["files"])
+        report["classifier"] = {k: v for k, v in cl.items() if k not in ("files", "network")}
     report.update({"source": str(path), "chain": chain, "out": str(out), "files": written,
                    "bytes": {name: len(text.encode()) for name, text in files.items()}})
     if measure:
         cc = find_cc()
-        report["sizes"] = measure_sizes(out / "gclf_model.c", cc) if cc else None
+        report["sizes"] = measure_sizes(out / f"{prefix}model.c", cc) if cc else None
         report["compiler"] = cc
     return report

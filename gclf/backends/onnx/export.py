@@ -5,7 +5,7 @@ chain without a quantize step (float, compress, approx), ``weights-qdq`` for a w
 full one. Every file has one input named after the graph's input kind (``mfcc`` or ``audio``; batch, C, T)
 float32 -- raw windows, Norm included -- and one output ``logits`` (batch, classes) float32. The batch
 dimension is dynamic; all data is inline (no side file); ``gclf.chain`` (the chain's label) and ``gclf.form``
-are stored as model metadata. What each form expresses, and what not: :mod:`gclf.backends.onnx.graph`.
+and ``gclf.frontend`` (what the file leaves out: the MFCC front-end) are stored as model metadata. What each form expresses, and what not: :mod:`gclf.backends.onnx.graph`.
 
 onnxruntime's default session fuses QDQ patterns into integer kernels; on x86 without VNNI its u8s8 QGemm
 saturates int16 pair sums (a documented onnxruntime limitation), so it can differ from the graph's own
@@ -106,8 +106,13 @@ def check_windows(ck: dict, windows: torch.Tensor | None) -> tuple[torch.Tensor,
     c, t = graph.input_shape
     g = torch.Generator().manual_seed(0)
     if graph.input_kind == "mfcc":
-        x = torch.randn(64, c, t, generator=g) * 8.0
-        return x + torch.linspace(-30.0, 10.0, c)[:, None], False
+        x = torch.randn(64, c, t, generator=g) * 8.0 + torch.linspace(-30.0, 10.0, c)[:, None]
+        from gclf.checkpoint import int_input_frac
+
+        frac = int_input_frac(ck)
+        if frac is not None:                  # the integer front-end's output lies on its Q grid
+            x = torch.round(x * 2.0 ** frac) * 2.0 ** -frac
+        return x, False
     return torch.randn(64, c, t, generator=g) * 0.1, False
 
 
@@ -148,7 +153,21 @@ def build_onnx(ck: dict, opset: int) -> tuple[object, list[str], str]:
     model, q = build_float_model(ck), quant_of(ck)
     spec = q.spec if q is not None else None
     proto, form = onnx_model(model, spec, opset)
-    return proto, form_notes(model, spec, chain_of(ck)), form
+    return proto, [frontend_note(model), *form_notes(model, spec, chain_of(ck))], form
+
+
+def frontend_note(model) -> str:
+    """What the file does not cover: the MFCC front-end (and, for an int_mfcc model, the integer Norm)."""
+    if model.graph.input_kind == "audio":
+        return "the input is raw audio windows; nothing before the network is left out"
+    if model.int_input_frac is None:
+        return ("not covered: the front-end. The input is a window of MFCC frames computed on the host "
+                "(librosa, float); the file holds no MFCC computation")
+    return ("not covered: the front-end. The input is a window of the integer front-end's MFCC frames "
+            f"(int32 Q{model.int_input_frac} dB as float); the MFCC computation from PCM is not in the file (it is "
+            "in `gclf export-c`'s <prefix>frontend.c and gclf.frontend), and the Norm here is the float one, whose "
+            "quantized output can differ by one LSB from the integer Norm of the integer reference and the C "
+            "(gclf/frontend/norm.py)")
 
 
 def export_onnx(ck: dict, path: str | Path, opset: int | None = None, windows: torch.Tensor | None = None) -> dict:
@@ -166,7 +185,7 @@ def export_onnx(ck: dict, path: str | Path, opset: int | None = None, windows: t
     opset = choose_opset(ck, opset)
     proto, notes, form = build_onnx(ck, opset)
     chain = label(chain_of(ck))
-    onnx.helper.set_model_props(proto, {"gclf.chain": chain, "gclf.form": form})
+    onnx.helper.set_model_props(proto, {"gclf.chain": chain, "gclf.form": form, "gclf.frontend": notes[0]})
     onnx.checker.check_model(proto, full_check=True)          # a failure here is a bug: let it raise
     data = proto.SerializeToString()
     x, real = check_windows(ck, windows)
