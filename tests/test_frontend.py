@@ -41,23 +41,68 @@ def test_integer_path_tracks_float_mirror_on_speech(sex, seed):
     assert err.max() <= INT_VS_FLOAT_DB
 
 
-def test_silence_is_the_floor_everywhere():
-    q, _ = mfcc_int(np.zeros(3200, np.int16), CFG)
-    t = tables(CFG)
-    c0 = (t.floor_q * t.dct[0].sum()) >> 0
+@pytest.mark.parametrize("mode,low_db", [("frame", CFG.min_db), ("absolute", CFG.floor_db)])
+def test_silence_is_the_floor_everywhere(mode, low_db):
+    cfg = replace(CFG, floor_mode=mode)
+    q, _ = mfcc_int(np.zeros(3200, np.int16), cfg)
     assert np.all(q[1:] == q[1:, :1]) and np.all(q[0] == q[0, 0])
-    assert abs(q[0, 0] / 256 - CFG.floor_db * np.sqrt(CFG.n_mels)) < 0.05
-    assert c0 != 0
+    assert abs(q[0, 0] / 256 - low_db * np.sqrt(CFG.n_mels)) < 0.05
 
 
-def test_frames_are_independent_of_the_rest_of_the_clip():
+def _mel_db_int(pcm, cfg):
+    """The integer path's floored band logs (frames, n_mels) in dB, read back through the DCT's inverse."""
+    from gclf.frontend.config import dct_matrix
+
+    q, _ = mfcc_int(pcm, replace(cfg, n_mfcc=cfg.n_mels))
+    return (float_of_int(q, cfg).T @ dct_matrix(replace(cfg, n_mfcc=cfg.n_mels)))
+
+
+def test_frame_floor_sits_top_db_below_each_frames_loudest_band():
+    t = np.arange(16000) / CFG.sample_rate      # a pure tone: its far bands lie > 80 dB below it
+    pcm = pcm16(0.3 * np.sin(2 * np.pi * 440 * t) * np.minimum(1, t * 4))
+    db = _mel_db_int(pcm, CFG)
+    floor = db.max(axis=1) - CFG.top_db
+    assert np.all(db >= floor[:, None] - 0.01)
+    assert np.mean(np.abs(db - floor[:, None]) < 0.01) > 0.01     # some bands do sit on it
+
+
+def test_frame_floor_guard_holds_frames_quieter_than_min_db_plus_top_db():
+    """A frame whose only sample has window weight 1 peaks below min_db + top_db: its floor is min_db."""
+    from gclf.frontend.signals import lone_lsb
+
+    db = _mel_db_int(lone_lsb(hop=CFG.hop, n_fft=CFG.n_fft), CFG)
+    for f in (3, 9):
+        assert db[f].max() < CFG.min_db + CFG.top_db and abs(db[f].min() - CFG.min_db) < 0.01
+    assert np.all(db >= CFG.min_db - 0.01)
+    assert np.all(db[0] > db[0].max() - CFG.top_db - 0.01) and db[0].max() > CFG.min_db + CFG.top_db
+
+
+@pytest.mark.parametrize("mode", ["frame", "absolute"])
+def test_frames_are_independent_of_the_rest_of_the_clip(mode):
     """Nothing depends on the whole clip: a frame's MFCCs do not change when loud audio is appended."""
+    cfg = replace(CFG, floor_mode=mode)
     quiet = _speech("M", 5, 1.0) // 64
     loud = np.concatenate([quiet, np.full(16000, 30000, np.int16)])
-    qa, _ = mfcc_int(quiet, CFG)
-    qb, _ = mfcc_int(loud, CFG)
+    qa, _ = mfcc_int(quiet, cfg)
+    qb, _ = mfcc_int(loud, cfg)
     k = quiet.size // CFG.hop - 1     # frames whose window lies inside the quiet part
     np.testing.assert_array_equal(qa[:, :k], qb[:, :k])
+
+
+def test_frame_floor_is_level_invariant():
+    """PCM x 8 (exact in int16) shifts every band of every frame by 20 log10 8 dB, the frame floor with them:
+    c1.. do not move (1 LSB from the DCT table's rounding), c0 moves by that shift x sqrt(n_mels). PCM / 8
+    (rounded: loses 3 bits) keeps c1.. within a fraction of a dB on average. The absolute floor fails both."""
+    pcm = _speech("F", 15) // 8
+    shift = 20 * np.log10(8) * np.sqrt(CFG.n_mels)
+    for mode, same in (("frame", True), ("absolute", False)):
+        cfg = replace(CFG, floor_mode=mode)
+        a = float_of_int(mfcc_int(pcm, cfg)[0], cfg)
+        up = float_of_int(mfcc_int(pcm * 8, cfg)[0], cfg)
+        down = float_of_int(mfcc_int((pcm // 8).astype(np.int16), cfg)[0], cfg)
+        exact = np.abs(up[1:] - a[1:]).max() <= 2 / 256 and np.abs(up[0] - a[0] - shift).max() <= 0.05
+        close = np.abs(down[1:] - a[1:]).mean() <= 0.5
+        assert exact == same and close == same, (mode, np.abs(up[1:] - a[1:]).max(), np.abs(down[1:] - a[1:]).mean())
 
 
 def test_float_mirror_matches_librosa_where_definitions_coincide(librosa_warm):
@@ -68,16 +113,18 @@ def test_float_mirror_matches_librosa_where_definitions_coincide(librosa_warm):
     y = pcm.astype(np.float32) / 32768.0
     mel = librosa.feature.melspectrogram(y=y, sr=CFG.sample_rate, n_fft=CFG.n_fft, hop_length=CFG.hop,
                                          n_mels=CFG.n_mels, fmin=CFG.fmin, fmax=CFG.fmax, power=2.0)
-    db = np.maximum(librosa.power_to_db(mel, ref=1.0, amin=1e-30, top_db=None), CFG.floor_db)
-    want = dct(db, axis=0, type=2, norm="ortho")[:CFG.n_mfcc]
-    got = mfcc_float(pcm, CFG)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() <= MIRROR_VS_LIBROSA_DB
+    db = librosa.power_to_db(mel, ref=1.0, amin=1e-30, top_db=None)
+    floors = {"absolute": np.full(db.shape[1], CFG.floor_db), "frame": db.max(axis=0) - CFG.top_db}
+    for mode, floor in floors.items():
+        want = dct(np.maximum(db, floor[None, :]), axis=0, type=2, norm="ortho")[:CFG.n_mfcc]
+        got = mfcc_float(pcm, replace(CFG, floor_mode=mode))
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= MIRROR_VS_LIBROSA_DB, mode
 
 
 def test_float_mirror_differs_from_librosa_mfcc_only_by_the_floor(librosa_warm):
     """librosa's own mfcc (top_db=80 relative to the clip's loudest frame) equals the mirror with that
-    floor: the one definitional difference is the floor."""
+    floor as an absolute one: the one definitional difference is the floor."""
     import librosa
 
     pcm = _speech("M", 22)
@@ -87,7 +134,7 @@ def test_float_mirror_differs_from_librosa_mfcc_only_by_the_floor(librosa_warm):
     mel = librosa.feature.melspectrogram(y=y, sr=CFG.sample_rate, n_fft=CFG.n_fft, hop_length=CFG.hop,
                                          n_mels=CFG.n_mels, fmin=CFG.fmin, fmax=CFG.fmax)
     clip_floor = 10 * np.log10(mel.max()) - 80.0
-    got = mfcc_float(pcm, replace(CFG, floor_db=float(clip_floor)))
+    got = mfcc_float(pcm, replace(CFG, floor_mode="absolute", floor_db=float(clip_floor)))
     assert np.abs(got - want).max() <= MIRROR_VS_LIBROSA_DB
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from gclf.frontend import FrontendConfig, mfcc_int, pcm16
 from gclf.frontend.c import build_frontend_harness, generate_frontend_c, run_frontend_c
+from gclf.frontend.signals import lone_lsb
 
 from tests.conftest import REAL_DATA
 from tests.test_frontend import _edge_cases, _speech
@@ -45,6 +46,16 @@ def test_c_matches_integer_reference_on_speech_and_noise(fe_exe):
     _same(fe_exe, _speech("M", 31, 3.0))
     _same(fe_exe, rng.integers(-32768, 32768, 16000).astype(np.int16))
     _same(fe_exe, np.zeros(0, np.int16))
+    _same(fe_exe, lone_lsb())
+
+
+def test_c_matches_integer_reference_with_the_absolute_floor(cc, tmp_path):
+    cfg = replace(CFG, floor_mode="absolute")
+    exe = build_frontend_harness(tmp_path, cc, cfg)
+    quiet = _speech("F", 32, 2.0) // 64              # quiet enough for bands to sit on -70 dB
+    for pcm in (quiet, lone_lsb(), _edge_cases()["pure_tone"]):
+        _same(exe, pcm, cfg)
+    assert not np.array_equal(run_frontend_c(exe, quiet)[0], mfcc_int(quiet, CFG)[0])   # not the frame floor
 
 
 def test_c_counts_the_same_overflows(cc, tmp_path):
@@ -57,7 +68,7 @@ def test_c_counts_the_same_overflows(cc, tmp_path):
 def test_two_prefixes_link_into_one_program(cc, tmp_path):
     """Every symbol carries the prefix: two front-ends compile and link side by side."""
     a = build_frontend_harness(tmp_path / "a", cc, CFG, prefix="mic0_")
-    b = generate_frontend_c(tmp_path / "a", replace(CFG, floor_db=-60.0), prefix="mic1_")
+    b = generate_frontend_c(tmp_path / "a", replace(CFG, floor_mode="absolute", floor_db=-60.0), prefix="mic1_")
     exe = tmp_path / "both"
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-O1", "-I", str(tmp_path / "a"), "-o", str(exe),
                     str(tmp_path / "a" / "mic0_frontend.c"), b["c"], str(tmp_path / "a" / "mic0_frontend_main.c")],

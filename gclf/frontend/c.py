@@ -35,6 +35,13 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def floor_text(cfg: FrontendConfig) -> str:
+    """The floor in words (header comment)."""
+    if cfg.floor_mode == "frame":
+        return f"floor {cfg.top_db:g} dB below the frame's loudest band (never below {cfg.min_db:g} dB)"
+    return f"absolute floor {cfg.floor_db:g} dB"
+
+
 def frontend_fields(cfg: FrontendConfig, prefix: str = "gclf_") -> dict:
     t = tables(cfg)
     mel_w = np.concatenate([t.mel[m, lo:lo + n] for m, (lo, n) in enumerate(zip(t.mel_lo, t.mel_len))])
@@ -51,6 +58,7 @@ def frontend_fields(cfg: FrontendConfig, prefix: str = "gclf_") -> dict:
         "bitrev": _array(t.bitrev, 16), "mel_lo": _array(t.mel_lo, 16), "mel_len": _array(t.mel_len, 16),
         "mel_nnz": mel_w.size, "mel_w": _array(mel_w), "band_off": _array(t.band_off, 8),
         "log_table": _array(t.log_table, 8), "dct": dct_rows, "floor_q": t.floor_q,
+        "top_q": t.top_q, "frame_floor": int(cfg.floor_mode == "frame"), "floor_text": floor_text(cfg),
         "mant_mask": (1 << cfg.log_frac) - 1, "rem_bits": rem_bits, "rem_mask": (1 << rem_bits) - 1,
         "rem_half": 1 << (rem_bits - 1), "log_one": 1 << cfg.log_frac,
         "out_shift": cfg.log_frac + cfg.dct_frac - cfg.out_frac,

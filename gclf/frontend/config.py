@@ -17,8 +17,15 @@ PCM int16 -> MFCC frames, per frame (nothing depends on the whole clip):
    relative to the band's largest weight; the band's scale goes into a per-band log2 offset.
 7. log: ``log2`` in Q16 from the bit length plus a 65-entry table of ``log2(1 + i/64)`` with linear
    interpolation of the next 10 bits (error below 9.3e-5 log2 units = 2.8e-4 dB, see ``log2_q16``), plus
-   the band offset minus ``2 s``; floored at ``floor_db`` (an absolute floor, not librosa's clip-relative
-   ``top_db``); a band with zero energy is the floor.
+   the band offset minus ``2 s``; a band with zero energy starts at the lowest value (below). Then the floor,
+   by ``floor_mode``:
+   - ``"frame"`` (default): each band floored at the frame's loudest band minus ``top_db`` (an integer row max,
+     Q16 ``top_q``), never below ``min_db``: librosa's ``top_db`` relative to the frame instead of the whole
+     clip, so streamable and level-invariant (PCM scaled by 2^k shifts every band of a frame by the same
+     6.02 k dB, the floor with them). ``min_db`` (-190 dB) is only a guard: every band of an all-zero frame
+     sits there; a single LSB at the window centre already gives a loudest band of about -105 dB.
+   - ``"absolute"``: each band floored at ``floor_db`` dB of (PCM/32768)^2 power (the first definition, kept
+     for comparison: a quiet corpus loses most of its bands to it).
 8. DCT-II (orthonormal) to ``n_mfcc`` coefficients, scaled by ``10 log10 2`` (log2 -> dB) in Q``dct_frac``;
    the int64 sum rounded to Q``out_frac`` dB and saturated to int32 (``overflows["out"]``).
 
@@ -33,7 +40,10 @@ from functools import lru_cache
 import numpy as np
 
 DB_PER_LOG2 = 10.0 * math.log10(2.0)   # dB per octave of power
-ARITHMETIC_VERSION = 2                 # bump whenever the integer arithmetic changes (feature caches key on it)
+ARITHMETIC_VERSION = 3                 # bump whenever the integer arithmetic changes (feature caches key on it)
+
+
+FLOOR_MODES = ("frame", "absolute")
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,10 @@ class FrontendConfig:
     n_mfcc: int = 40
     fmin: float = 20.0
     fmax: float = 8000.0
-    floor_db: float = -70.0    # absolute floor of each band (dB of (PCM/32768)^2 power; librosa top_db=80 below a
-                               # clip peak of +10 dB, typical of LibriSpeech whose clips peak at +5..+14 dB)
+    floor_mode: str = "frame"  # "frame": floor relative to the frame's loudest band; "absolute": at floor_db
+    top_db: float = 80.0       # frame mode: each band floored at the frame's loudest band minus top_db
+    min_db: float = -190.0     # frame mode: lower guard (every band of an all-zero frame)
+    floor_db: float = -70.0    # absolute mode: floor of each band (dB of (PCM/32768)^2 power)
     window_frac: int = 15      # Hann window in Q15
     fft_in_bits: int = 20      # block floating point: max |frame| in [2^19, 2^20) before the FFT
     twiddle_frac: int = 30     # FFT twiddles in Q30
@@ -84,6 +96,10 @@ class FrontendConfig:
             raise ValueError(f"n_fft must be a power of two >= 4, got {self.n_fft}")
         if self.fft_in_bits + self.log2_n + 1 > 30:
             raise ValueError("fft_in_bits + log2(n_fft) must be <= 29 (2X in int32 without scaling)")
+        if self.floor_mode not in FLOOR_MODES:
+            raise ValueError(f"floor_mode must be one of {', '.join(FLOOR_MODES)}, got {self.floor_mode!r}")
+        if self.top_db <= 0:
+            raise ValueError("top_db must be > 0")
         if not 1 <= self.n_mfcc <= self.n_mels:
             raise ValueError("need 1 <= n_mfcc <= n_mels")
 
@@ -101,7 +117,8 @@ class Tables:
     band_off: np.ndarray    # (n_mels,) Q16 log2 offset: band scale, power shift, PCM scale
     log_table: np.ndarray   # (2^log_table_bits + 1,) Q16 log2(1 + i / 2^bits)
     dct: np.ndarray         # (n_mfcc, n_mels) Q(dct_frac), dB per log2 folded in
-    floor_q: int            # floor in Q16 log2 units
+    floor_q: int            # lowest value of a band in Q16 log2 units: floor_db (absolute) or min_db (frame)
+    top_q: int              # frame mode: top_db in Q16 log2 units (0 in absolute mode)
 
 
 def mel_weights(cfg: FrontendConfig) -> np.ndarray:
@@ -163,6 +180,8 @@ def tables(cfg: FrontendConfig) -> Tables:
     seg = 1 << cfg.log_table_bits
     log_table = _rint(np.log2(1.0 + np.arange(seg + 1) / seg) * (1 << cfg.log_frac))
     dct = _rint(dct_matrix(cfg) * DB_PER_LOG2 * (1 << cfg.dct_frac))
-    floor_q = int(_rint(cfg.floor_db / DB_PER_LOG2 * (1 << cfg.log_frac)))
+    frame = cfg.floor_mode == "frame"
+    floor_q = int(_rint((cfg.min_db if frame else cfg.floor_db) / DB_PER_LOG2 * (1 << cfg.log_frac)))
+    top_q = int(_rint(cfg.top_db / DB_PER_LOG2 * (1 << cfg.log_frac))) if frame else 0
     return Tables(window, tw_re, tw_im, _bitrev(n // 2), mel, mel_lo.astype(np.int64), mel_len.astype(np.int64),
-                  band_off, log_table, dct, floor_q)
+                  band_off, log_table, dct, floor_q, top_q)

@@ -1,4 +1,4 @@
-"""The float64 mirror of the integer front-end: the same definition (window, FFT, mel, log2 floor, DCT)
+"""The float64 mirror of the integer front-end: the same definition (window, FFT, mel, log, floor, DCT)
 without the integer formats. Used for training speed and as the reference the integer path is held to."""
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ def mfcc_float(pcm: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.nd
     mel = power @ mel_weights(cfg).T
     with np.errstate(divide="ignore"):
         db = 10.0 * np.log10(mel)
-    db = np.maximum(db, cfg.floor_db)
+    if cfg.floor_mode == "frame":
+        db = np.maximum(db, np.maximum(db.max(axis=1, keepdims=True) - cfg.top_db, cfg.min_db))
+    else:
+        db = np.maximum(db, cfg.floor_db)
     return (db @ dct_matrix(cfg).T).T
 
 

@@ -119,6 +119,16 @@ def log2_q16(e: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     return (nb << cfg.log_frac) + y
 
 
+def floor_q(lg: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """Each frame's floor (F,) in Q(log_frac) log2 units from its band logs (F, n_mels) (zero-energy bands
+    already at ``floor_q``): the loudest band minus ``top_q``, never below ``floor_q`` (frame mode), or
+    ``floor_q`` (absolute mode)."""
+    t = tables(cfg)
+    if cfg.floor_mode == "frame":
+        return np.maximum(lg.max(axis=1) - t.top_q, t.floor_q)
+    return np.full(lg.shape[0], t.floor_q, dtype=np.int64)
+
+
 def mfcc_frames_int(frames: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, dict]:
     """MFCCs (frames, n_mfcc) int64 holding int32 Q(out_frac) dB, and the overflow counts."""
     t = tables(cfg)
@@ -132,7 +142,7 @@ def mfcc_frames_int(frames: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray
     pos = e > 0
     lg = np.where(pos, log2_q16(np.where(pos, e, 1), cfg) + t.band_off - (2 * s[:, None] << cfg.log_frac),
                   t.floor_q)
-    lg = np.maximum(lg, t.floor_q)
+    lg = np.maximum(lg, floor_q(lg, cfg)[:, None])
     acc = lg @ t.dct.T                                        # |acc| < 64 * 2^23 * 2^22
     out = rshift_round(acc, cfg.log_frac + cfg.dct_frac - cfg.out_frac)
     return sat32(out, counts, "out"), counts
