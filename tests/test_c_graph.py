@@ -140,6 +140,23 @@ def test_a_graph_without_weights(tmp_path, cc):
     assert "gclf_requant" not in (tmp_path / "gclf_model.c").read_text() and rep["array_bytes"]["weights"] == 0
 
 
+def _raw_and_mixed_under(flags, tmp_path, cc, raw_bits: int, per_channel: bool) -> None:
+    """raw_conv at ``raw_bits`` and a circulant PWL mixed graph at 8 bits, compiled with ``flags``, bit-exact."""
+    graph = build_graph("raw_conv")
+    net = _net(graph)
+    x = _windows(graph, 4, 0.3)
+    (tmp_path / "raw").mkdir()
+    _assert_bit_exact(net, quantize(net, QuantConfig(bits=raw_bits), x).spec, x, tmp_path / "raw", cc, flags=flags)
+    graph = _mixed_graph()
+    net = _net(graph, 1)
+    compress_(net, CompressConfig(4, layers=("fc", "lstm")))
+    approx_(net, ApproxConfig("plan", "pwl16"))
+    x = _windows(graph, 8, 1.0, 1)
+    (tmp_path / "mixed").mkdir()
+    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8, per_channel=per_channel), x).spec, x, tmp_path / "mixed",
+                      cc, flags=flags)
+
+
 def test_no_undefined_behaviour_under_ubsan(tmp_path, cc):
     """int64 accumulators (W16/A16, raw audio) and a circulant PWL LSTM, run with saturating inputs under UBSan."""
     flags = (*STRICT, "-fsanitize=undefined", "-fno-sanitize-recover=all")
@@ -147,19 +164,7 @@ def test_no_undefined_behaviour_under_ubsan(tmp_path, cc):
                            capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip("the C compiler has no -fsanitize=undefined")
-    graph = build_graph("raw_conv")
-    net = _net(graph)
-    x = _windows(graph, 4, 0.3)
-    (tmp_path / "raw").mkdir()
-    _assert_bit_exact(net, quantize(net, QuantConfig(bits=16), x).spec, x, tmp_path / "raw", cc, flags=flags)
-    graph = _mixed_graph()
-    net = _net(graph, 1)
-    compress_(net, CompressConfig(4, layers=("fc", "lstm")))
-    approx_(net, ApproxConfig("plan", "pwl16"))
-    x = _windows(graph, 8, 1.0, 1)
-    (tmp_path / "mixed").mkdir()
-    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8, per_channel=True), x).spec, x, tmp_path / "mixed", cc,
-                      flags=flags)
+    _raw_and_mixed_under(flags, tmp_path, cc, raw_bits=16, per_channel=True)
 
 
 @pytest.mark.parametrize("rounding", ["floor", "half_up", "half_away", "half_even"])
@@ -186,18 +191,7 @@ def test_no_out_of_bounds_access_under_asan(tmp_path, cc):
                            capture_output=True, text=True)
     if probe.returncode != 0 or subprocess.run([str(tmp_path / "p")], capture_output=True).returncode != 0:
         pytest.skip("the C compiler has no working -fsanitize=address")
-    graph = build_graph("raw_conv")
-    net = _net(graph)
-    x = _windows(graph, 4, 0.3)
-    (tmp_path / "raw").mkdir()
-    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8), x).spec, x, tmp_path / "raw", cc, flags=flags)
-    graph = _mixed_graph()
-    net = _net(graph, 1)
-    compress_(net, CompressConfig(4, layers=("fc", "lstm")))
-    approx_(net, ApproxConfig("plan", "pwl16"))
-    x = _windows(graph, 8, 1.0, 1)
-    (tmp_path / "mixed").mkdir()
-    _assert_bit_exact(net, quantize(net, QuantConfig(bits=8), x).spec, x, tmp_path / "mixed", cc, flags=flags)
+    _raw_and_mixed_under(flags, tmp_path, cc, raw_bits=8, per_channel=False)
     ops = (Norm("norm", 5), Conv1d("c1", 5, 7, 3), Conv1d("c2", 7, 5, 3, stride=2, relu=False), MaxPool("p", 2),
            Flatten("f"), Linear("out", 25, 3))
     graph = Graph("odd", (5, 25), ops, ("a", "b", "c"))

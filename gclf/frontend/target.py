@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gclf.backends.c.target import TargetConfig, _parse, _run, require_tools
+from gclf.backends.c.build import run_checked
+from gclf.backends.c.target import TargetConfig, parse_run, require_tools
 from gclf.errors import GclfError
 from gclf.frontend.c import C_FLAGS_STRICT, _render, frontend_fields, generate_frontend_c
 from gclf.frontend.config import FrontendConfig
@@ -30,10 +31,10 @@ def build_frontend_target(work: str | Path, cfg: FrontendConfig = FrontendConfig
     objs = []
     for src in (gen["c"], work / "fe_main.c", work / "gclf_vectors.c"):
         objs.append(work / (Path(src).stem + ".o"))
-        _run([target.cc, *flags, "-fstack-usage", "-I", str(work), "-c", str(src), "-o", str(objs[-1])],
+        run_checked([target.cc, *flags, "-fstack-usage", "-I", str(work), "-c", str(src), "-o", str(objs[-1])],
              f"cross-compiling {Path(src).name}")
     elf = work / "fe.elf"
-    _run([target.cc, *target.cpu_flags, "--specs=rdimon.specs", "-Wl,--section-start=.vectors=0x0", "-o", str(elf),
+    run_checked([target.cc, *target.cpu_flags, "--specs=rdimon.specs", "-Wl,--section-start=.vectors=0x0", "-o", str(elf),
           *map(str, objs)], "linking the front-end target harness")
     s = c_sizes(objs[0], target.size)
     return {"elf": str(elf), "code": s["code"], "rodata": s["rodata"], "rw_data": s["rw_data"], "bss": s["bss"],
@@ -48,10 +49,10 @@ def run_frontend_target(elf: str | Path, frames: np.ndarray, target: TargetConfi
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel",
                str(Path(elf).resolve())]
         try:
-            r = _run(cmd, f"running on {target.qemu}", cwd=tmp, timeout=60 + 0.5 * len(frames))
+            r = run_checked(cmd, f"running on {target.qemu}", cwd=tmp, timeout=60 + 0.5 * len(frames))
         except subprocess.TimeoutExpired as e:
             raise GclfError(f"{target.qemu} did not finish in {e.timeout:.0f} s") from None
-    res = _parse("\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("O")))
+    res = parse_run("\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("O")))
     over = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("O")]
     ins = np.rint(res["ticks"] * res["instructions_per_tick"]).astype(np.int64)
     return {"mfcc": res["logits"], "instructions": ins,

@@ -30,8 +30,9 @@ def find_cc() -> str | None:
     return None
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run_checked(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    """Run a tool; its failure becomes one GclfError line naming ``what`` and the tool's first message."""
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if r.returncode != 0:
         msg = (r.stderr or r.stdout).strip().splitlines()
         raise GclfError(f"{what} failed ({' '.join(cmd[:2])} ...): {msg[0] if msg else 'exit ' + str(r.returncode)}")
@@ -44,12 +45,12 @@ def compile_object(c_path: str | Path, obj_path: str | Path, cc: str, flags=CFLA
     base = [cc, *flags, "-c", str(c_path), "-o", str(obj)]
     r = subprocess.run(base[:1] + ["-fstack-usage"] + base[1:], capture_output=True, text=True)
     if r.returncode != 0:
-        _run(base, "compiling " + Path(c_path).name)
+        run_checked(base, "compiling " + Path(c_path).name)
     return obj
 
 
 def _berkeley(obj: Path, size: str = "size") -> dict:
-    r = _run([size, str(obj)], "size")
+    r = run_checked([size, str(obj)], "size")
     text, data, bss = (int(v) for v in r.stdout.splitlines()[1].split()[:3])
     return {"text": text, "data": data, "bss": bss}
 
@@ -57,7 +58,7 @@ def _berkeley(obj: Path, size: str = "size") -> dict:
 def _sections(obj: Path, size: str = "size") -> dict:
     """code = .text*; rodata = .rodata* + .data.rel.ro* (constants: relocated pointers of the const layer
     descriptors land there in position-independent builds); rw_data = the other .data* / .sdata*."""
-    r = _run([size, "-A", str(obj)], "size -A")
+    r = run_checked([size, "-A", str(obj)], "size -A")
     out = {"code": 0, "rodata": 0, "rw_data": 0}
     for line in r.stdout.splitlines():
         parts = line.split()
@@ -117,7 +118,7 @@ def build_harness(c_dir: str | Path, exe: str | Path, cc: str, flags=CFLAGS) -> 
 
     c_dir = Path(c_dir)
     main = atomic_text(Path(exe).parent / "gclf_main.c", render("gclf_main.c.tmpl"))
-    _run([cc, *flags, "-I", str(c_dir), "-o", str(exe), str(c_dir / "gclf_model.c"), str(main)],
+    run_checked([cc, *flags, "-I", str(c_dir), "-o", str(exe), str(c_dir / "gclf_model.c"), str(main)],
          "compiling the harness")
     return Path(exe)
 
@@ -130,7 +131,7 @@ def run_harness(exe: str | Path, xq: np.ndarray) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="gclf-run-") as tmp:
         path = Path(tmp) / "x.bin"
         xq.astype(np.int32).tofile(path)
-        r = _run([str(exe), str(path)], "the C harness")
+        r = run_checked([str(exe), str(path)], "the C harness")
     rows = [[int(v) for v in line.split()] for line in r.stdout.splitlines() if line.strip()]
     return np.array(rows, dtype=np.int64).reshape(len(rows), -1)
 

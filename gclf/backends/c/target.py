@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gclf.errors import GclfError
+from gclf.backends.c.build import run_checked
 
 APT_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
 
@@ -76,14 +77,6 @@ def require_tools(cfg: TargetConfig = TargetConfig()) -> None:
                         f"{' '.join(APT_PACKAGES)} (apt-get install -y {' '.join(APT_PACKAGES)})")
 
 
-def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        msg = (r.stderr or r.stdout).strip().splitlines()
-        raise GclfError(f"{what} failed ({' '.join(cmd[:2])} ...): {msg[0] if msg else 'exit ' + str(r.returncode)}")
-    return r
-
-
 def build_target(c_dir: str | Path, work: str | Path, cfg: TargetConfig = TargetConfig()) -> dict:
     """Cross-compile ``c_dir``/gclf_model.c and the harness into ``work``/gclf.elf; sizes of the model object."""
     from gclf.backends.c.build import c_sizes
@@ -96,18 +89,18 @@ def build_target(c_dir: str | Path, work: str | Path, cfg: TargetConfig = Target
     (work / "gclf_target_main.c").write_text(render("gclf_target_main.c.tmpl", paint_words=cfg.paint_words))
     (work / "gclf_vectors.c").write_text(render("gclf_vectors.c.tmpl"))
     model_o = work / "gclf_model.o"
-    _run([cfg.cc, *flags, "-fstack-usage", "-c", str(c_dir / "gclf_model.c"), "-o", str(model_o)],
+    run_checked([cfg.cc, *flags, "-fstack-usage", "-c", str(c_dir / "gclf_model.c"), "-o", str(model_o)],
          f"cross-compiling gclf_model.c for {cfg.name}")
     objs = [model_o]
     for name in ("gclf_target_main", "gclf_vectors"):
         objs.append(work / f"{name}.o")
-        _run([cfg.cc, *flags, "-I", str(c_dir), "-c", str(work / f"{name}.c"), "-o", str(objs[-1])],
+        run_checked([cfg.cc, *flags, "-I", str(c_dir), "-c", str(work / f"{name}.c"), "-o", str(objs[-1])],
              f"cross-compiling {name}.c")
     elf = work / "gclf.elf"
-    _run([cfg.cc, *cfg.cpu_flags, "--specs=rdimon.specs", "-Wl,--section-start=.vectors=0x0", "-o", str(elf),
+    run_checked([cfg.cc, *cfg.cpu_flags, "--specs=rdimon.specs", "-Wl,--section-start=.vectors=0x0", "-o", str(elf),
           *map(str, objs)], "linking the target harness")
     sizes = c_sizes(model_o, cfg.size)
-    undefined = _run([cfg.nm, "-u", str(model_o)], "nm").stdout.split()
+    undefined = run_checked([cfg.nm, "-u", str(model_o)], "nm").stdout.split()
     return {"elf": str(elf), "target": cfg.name, "machine": cfg.machine, "dsp": cfg.dsp,
             "cflags": " ".join(flags), "flash": sizes["code"] + sizes["rodata"] + sizes["rw_data"],
             "code": sizes["code"], "rodata": sizes["rodata"], "rw_data": sizes["rw_data"], "bss": sizes["bss"],
@@ -115,7 +108,8 @@ def build_target(c_dir: str | Path, work: str | Path, cfg: TargetConfig = Target
             "stack_frames_static": sizes["stack_frames"]}
 
 
-def _parse(out: str) -> dict:
+def parse_run(out: str) -> dict:
+    """The harness output (logits, SysTick ticks, calibration, stack) as a report."""
     logits, ticks, stack, calib = [], [], None, None
     for line in out.splitlines():
         tag, *vals = line.split()
@@ -149,11 +143,11 @@ def run_target(elf: str | Path, xq: np.ndarray, cfg: TargetConfig = TargetConfig
         cmd = [cfg.qemu, "-M", cfg.machine, "-nographic", "-monitor", "none", "-serial", "none",
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(Path(elf).resolve())]
         try:
-            r = _run(cmd, f"running on {cfg.qemu} -M {cfg.machine}", cwd=tmp,
+            r = run_checked(cmd, f"running on {cfg.qemu} -M {cfg.machine}", cwd=tmp,
                      timeout=30 + cfg.seconds_per_window * len(xq))
         except subprocess.TimeoutExpired as e:
             raise GclfError(f"{cfg.qemu} did not finish in {e.timeout:.0f} s") from None
-    res = _parse(r.stdout)
+    res = parse_run(r.stdout)
     ins = np.rint(res["ticks"] * res["instructions_per_tick"]).astype(np.int64)
     return {**res, "instructions": ins}
 
