@@ -16,7 +16,7 @@ from gclf.graph.serial import graph_from_dict, graph_to_dict, spec_from_dict, sp
 from gclf.graph.spec import QuantConfig
 
 BACKENDS = ("gclf.backends.torch_float", "gclf.backends.fixed", "gclf.backends.fakequant", "gclf.backends.intref",
-            "gclf.backends.onnx.graph", "gclf.backends.c.generate")
+            "gclf.backends.onnx.graph", "gclf.backends.c.generate", "gclf.explain.rules")
 
 
 def test_every_op_kind_has_a_handler_in_every_backend():

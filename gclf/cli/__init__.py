@@ -33,9 +33,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from gclf.cli import data_cmds, frontend_cmd, model_cmds, onnx_cmd, post_cmds, report_cmd, weights_cmds
+    from gclf.cli import (data_cmds, explain_cmd, frontend_cmd, model_cmds, onnx_cmd, post_cmds, report_cmd,
+                          weights_cmds)
 
-    for mod in (data_cmds, model_cmds, post_cmds, onnx_cmd, weights_cmds, frontend_cmd, report_cmd):
+    for mod in (data_cmds, model_cmds, post_cmds, onnx_cmd, weights_cmds, frontend_cmd, report_cmd, explain_cmd):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 
