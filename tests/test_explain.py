@@ -123,10 +123,12 @@ def test_deleting_the_most_relevant_frames_lowers_the_score_more_than_random_one
     model = fold1[1]
     e = explain_windows(model, heldout_x, LrpConfig())
     curve = deletion_curve(model, heldout_x.numpy(), e, [10, 20], random_draws=5, seed=0)
+    # measured (seed 0, 64 held-out windows, log-odds 2.67): 10 frames drop it by 2.41 (random 0.23, loudest
+    # 0.62), 20 frames by 3.36 (0.45, 1.37); the floors keep a wide margin
     for d in curve:
-        assert d["drop_relevant"] > 0
-        assert d["drop_relevant"] > d["drop_random"] + 0.25 * abs(d["score"]) * d["frames"] / 99
-        assert d["windows_relevant_lower"] > 0.6
+        assert d["drop_relevant"] > 2 * max(d["drop_random"], 0.0) + 0.1
+        assert d["drop_relevant"] > d["drop_loudest"]        # more than "where the speech is"
+        assert d["windows_relevant_lower"] > 0.8
 
 
 def test_deleted_frames_become_the_window_mean_frame():

@@ -36,8 +36,9 @@ DELETION_FRAMES = (5, 10, 20, 40)
 @click.option("--deletion", is_flag=True,
               help=f"Also run the deletion check on the explained windows: the drop of the score when the "
                    f"{'/'.join(map(str, DELETION_FRAMES))} most relevant frames are replaced by the window's "
-                   "mean frame, against as many random frames.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Held-out draw and the deletion check's random frames.")
+                   "mean frame, against as many random frames and the loudest ones.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Held-out draw and the deletion check's random frames.")
 @json_option
 def explain(files, model, out, heldout, fold, data, cache, target, score, epsilon, npz, png, deletion, seed, as_json):
     """LRP relevance of every MFCC coefficient and frame of each audio FILE, as a heatmap PNG titled with the
@@ -113,8 +114,8 @@ def _print_deletion(rows: list[dict]) -> None:
     click.echo("deletion check (mean score drop over the explained windows):")
     for d in rows:
         click.echo(f"  {d['frames']:>3} frames: most relevant {d['drop_relevant']:+.3f}, random "
-                   f"{d['drop_random']:+.3f}  (score {d['score']:.3f}; relevant lower in "
-                   f"{100 * d['windows_relevant_lower']:.0f} % of windows)")
+                   f"{d['drop_random']:+.3f}, loudest {d['drop_loudest']:+.3f}  (score {d['score']:.3f}; "
+                   f"relevant lower than random in {100 * d['windows_relevant_lower']:.0f} % of windows)")
 
 
 COMMANDS = [explain]

@@ -33,11 +33,13 @@ def scores(model, x: np.ndarray, target: np.ndarray, score: str) -> np.ndarray:
 def deletion_curve(model, x: np.ndarray, e: Explanation, ks: list[int], score: str = "contrast",
                    random_draws: int = 5, seed: int = 0) -> list[dict]:
     """Mean drop of the explained score over windows ``x`` (B, C, T) when the k most relevant frames (by the
-    relevance summed over coefficients) are removed, and when k random frames are (mean of ``random_draws``
-    draws), for each k of ``ks``."""
+    relevance summed over coefficients) are removed, when k random frames are (mean of ``random_draws``
+    draws), and when the k loudest frames are (largest first coefficient, the log energy: a check that LRP
+    finds more than "where the speech is"), for each k of ``ks``."""
     rng = np.random.default_rng(seed)
     base = scores(model, x, e.target, score)
     order = np.argsort(-e.relevance.sum(axis=1), axis=1)         # (B, T) most relevant frame first
+    loud = np.argsort(-x[:, 0, :], axis=1)                        # (B, T) loudest frame first
     b, t = order.shape
     out = []
     for k in ks:
@@ -45,7 +47,9 @@ def deletion_curve(model, x: np.ndarray, e: Explanation, ks: list[int], score: s
         top = scores(model, delete_frames(x, order[:, :k]), e.target, score)
         rnd = np.mean([scores(model, delete_frames(x, np.argsort(rng.random((b, t)), axis=1)[:, :k]), e.target,
                               score) for _ in range(random_draws)], axis=0)
-        out.append({"frames": k, "score": float(base.mean()), "drop_relevant": float((base - top).mean()),
-                    "drop_random": float((base - rnd).mean()),
+        loudest = scores(model, delete_frames(x, loud[:, :k]), e.target, score)
+        out.append({"frames": k, "windows": int(b), "score": float(base.mean()),
+                    "drop_relevant": float((base - top).mean()),
+                    "drop_random": float((base - rnd).mean()), "drop_loudest": float((base - loudest).mean()),
                     "windows_relevant_lower": float(np.mean(top < rnd))})
     return out

@@ -4,6 +4,7 @@ frames and averaged, and a summary (which frames and coefficients carry the rele
 An utterance's map is the mean over its windows of each window's map placed at its frames (frames covered by
 two windows add both halves), so it sums to the mean window score, as the utterance's label comes from the mean
 window probability. Every window explains the same class: the utterance's label, unless a target is given.
+Frames no window covers (a tail shorter than half a hop, which the model never reads either) get 0.
 """
 from __future__ import annotations
 
