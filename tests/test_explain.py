@@ -10,6 +10,7 @@ from gclf.backends.torch_float import GraphNet, LSTMCell
 from gclf.checkpoint import build_float_model, load_checkpoint
 from gclf.data.features import FeatureConfig
 from gclf.data.pipeline import heldout_windows
+from gclf.errors import GclfError
 from gclf.explain.deletion import deletion_curve, delete_frames
 from gclf.explain.lrp import explain_windows
 from gclf.explain.maps import explain_utterance, window_batch
@@ -203,3 +204,7 @@ def test_cli_bad_input_is_one_line(trained_run, synth_corpus, tmp_path):
     assert "--target 'X' is not a class" in str(r.exception)
     r = run(["explain", *f, "--model", str(run_dir / "fold1.pt"), "--fold", "2"], expect=None)
     assert "--fold needs a run folder" in str(r.exception)
+    r = run(["explain", *f, "--model", str(run_dir / "fold1.pt"), "--epsilon", "0"], expect=2)
+    assert "--epsilon" in r.output
+    with pytest.raises(GclfError, match="epsilon must be > 0"):
+        LrpConfig(epsilon=0.0)

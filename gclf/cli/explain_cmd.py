@@ -29,7 +29,7 @@ DELETION_FRAMES = (5, 10, 20, 40)
 @click.option("--score", type=click.Choice(["contrast", "logit"]), default="contrast", show_default=True,
               help="Score explained: contrast = logit of the class minus the mean of the others (the log-odds "
                    "for two classes), logit = the class's logit alone.")
-@click.option("--epsilon", type=click.FloatRange(0.0, 10.0), default=1e-3, show_default=True,
+@click.option("--epsilon", type=click.FloatRange(1e-12, 10.0), default=1e-3, show_default=True,
               help="Stabiliser of the LRP epsilon rule (larger: sparser maps, less relevance conserved).")
 @click.option("--npz", is_flag=True, help="Also write the arrays (relevance, MFCC, per-window maps) as .npz.")
 @click.option("--png/--no-png", default=True, show_default=True, help="Write the heatmap PNGs.")

@@ -49,8 +49,8 @@ class LrpConfig:
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise GclfError(f"unknown LRP score {self.score!r}: choose one of {', '.join(SCORES)}")
-        if not self.epsilon >= 0:
-            raise GclfError(f"epsilon must be >= 0, got {self.epsilon}")
+        if not self.epsilon > 0:                  # 0 would divide by the zero pre-activations
+            raise GclfError(f"epsilon must be > 0, got {self.epsilon}")
 
 
 def stabilise(z: torch.Tensor, eps: float) -> torch.Tensor:
