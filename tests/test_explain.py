@@ -195,6 +195,27 @@ def test_cli_explains_the_float_twin_of_a_fixed_point_model_and_says_so(chain_ru
         assert np.isfinite(out["utterances"][0]["relevance_sum"])
 
 
+@pytest.mark.parametrize("chain", ["q8", "c8aq8"])
+def test_the_float_twin_holds_the_rounded_weights_of_the_fake_quant_model(chain_runs, synth_features, chain):
+    """The twin explained for a fixed-point checkpoint computes what the fake-quant model with float activations
+    computes (its weights and biases on the spec's grid), and differs from the float weights it came from."""
+    from gclf.backends.fakequant import FakeQuantNet
+    from gclf.checkpoint import quant_of
+    from gclf.explain.twin import rounded_twin
+
+    ck = load_checkpoint(chain_runs[chain] / "fold1.pt")
+    model, spec = build_float_model(ck), quant_of(ck).spec
+    twin = rounded_twin(model, spec)
+    x = heldout_windows(ck, synth_features[0]).x[:32]
+    with torch.no_grad():
+        want = FakeQuantNet(model, spec, "weights").eval()(x).numpy()
+        got = twin(x).double().numpy()
+        before = model(x).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert np.abs(before - want).max() > 10 * np.abs(got - want).max()
+    assert not torch.equal(model.fc1.weight, twin.fc1.weight)
+
+
 def test_cli_bad_input_is_one_line(trained_run, synth_corpus, tmp_path):
     run_dir, _ = trained_run
     f = _audio(synth_corpus)[:1]

@@ -53,8 +53,9 @@ def explain(files, model, out, heldout, fold, data, cache, target, score, epsilo
     Red is relevance for the explained class, blue against it; a map sums to the explained score (less
     what the biases and epsilon absorb: "conserved" in --json).
 
-    A fixed-point checkpoint (after `gclf quantize`) is explained through its float twin: its float weights
-    with float activations (the integer datapath has no gradients); the output says so.
+    A fixed-point checkpoint (after `gclf quantize`) is explained through its float twin: its weights and
+    biases rounded to their fixed-point formats, activations in float (the integer datapath has no
+    gradients); the output says so.
     """
     from gclf.explain.rules import LrpConfig
     from gclf.explain.run import audio_frames, deletion_for, explain_one, heldout_utterances, load_explainer, \

@@ -14,9 +14,9 @@ from gclf.errors import GclfError
 from gclf.explain.maps import UtteranceMap, arrays, explain_utterance, summary
 from gclf.explain.rules import LrpConfig
 
-FLOAT_TWIN = ("explaining the float twin of a fixed-point model: its float weights (those it was quantized from, "
-              "after any QAT) with float activations, since the integer datapath has no gradients; the "
-              "probabilities shown are the twin's and may differ slightly from the integer reference's")
+FLOAT_TWIN = ("explaining the float twin of a fixed-point model: its weights and biases rounded to their fixed-point "
+              "formats, activations in float (the integer datapath has no gradients); the probabilities shown are "
+              "the twin's and may differ slightly from the integer reference's")
 
 
 @dataclass
@@ -53,7 +53,11 @@ def load_explainer(model_path: str | Path, fold: int | None = None) -> Explainer
         raise GclfError(f"{path}: `gclf explain` draws relevance over MFCC frames; this model reads "
                         f"{model.graph.input_kind} windows")
     notes = [note] if note else []
-    if quant_of(ck) is not None:
+    q = quant_of(ck)
+    if q is not None:
+        from gclf.explain.twin import rounded_twin
+
+        model = rounded_twin(model, q.spec)
         notes.append(FLOAT_TWIN)
     return Explainer(Path(path), model, fcfg, ck, notes)
 
