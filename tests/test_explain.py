@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gclf.backends.torch_float import GraphNet, LSTMCell
+from gclf.backends.torch_float import LSTMCell
 from gclf.checkpoint import build_float_model, load_checkpoint
 from gclf.data.features import FeatureConfig
 from gclf.data.pipeline import heldout_windows
@@ -15,7 +15,6 @@ from gclf.explain.deletion import deletion_curve, delete_frames
 from gclf.explain.lrp import explain_windows
 from gclf.explain.maps import explain_utterance, window_batch
 from gclf.explain.rules import RULES, LrpConfig, captum_epsilon
-from gclf.graph.models import build_graph
 from gclf.graph.ops import LSTM, OP_KINDS
 from tests.test_cli import run
 
