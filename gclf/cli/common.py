@@ -86,12 +86,12 @@ def device_option(f):
                              "README figures are CPU figures; another device may differ in the last bits.")(f)
 
 
-def resolved_device(name: str, quiet: bool = False) -> str:
-    """The device ``--device`` names (auto: said on stderr); one line if it is not here."""
+def resolved_device(name: str) -> str:
+    """The device ``--device`` names (auto: said on stderr, also with --json); one line if it is not here."""
     from gclf.train.device import resolve_device
 
     dev = resolve_device(name)
-    if name == "auto" and not quiet:
+    if name == "auto":
         click.echo(f"device: {dev} (auto)", err=True)
     return dev
 

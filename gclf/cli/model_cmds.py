@@ -78,7 +78,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     from dataclasses import replace
 
     check_trainable(resolve_data(data))
-    device = resolved_device(device, quiet=as_json)
+    device = resolved_device(device)
     given = _given(click.get_current_context())
     t_over, m_over = {}, {}
     if config_file:

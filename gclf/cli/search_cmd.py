@@ -76,7 +76,7 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
 
     data = resolve_data(data)
     check_trainable(data)
-    device = resolved_device(device, quiet=as_json)
+    device = resolved_device(device)
     t_over, m_over = {}, {}
     if config_file:
         arch, t_over, m_over = read_config(config_file)

@@ -130,6 +130,18 @@ def _choose(rows: dict[tuple, dict], outer: int | None, keys: list[str]) -> tupl
     return best, scores
 
 
+def inner_splits(utts, outer_splits: list, scfg: SearchConfig):
+    """(outer fold, inner fold, the outer fold's training utterances, inner training speakers with sex, inner
+    test speakers, seed) of every inner split: only outer-training speakers, never an outer test speaker."""
+    from gclf.data.dataset import select
+    from gclf.train.fit import fold_splits
+
+    for i, (tr_spk, _) in enumerate(outer_splits, start=1):
+        tr_utts = select(utts, tr_spk)
+        for j, (itr, its) in enumerate(fold_splits(tr_utts, scfg.inner, scfg.seed + i), start=1):
+            yield i, j, tr_utts, itr, its, scfg.seed + INNER_SEED * i + j
+
+
 def nested_search(utts, out: str | Path, arch: str, space: dict[str, list], cands: list[dict], fcfg, tcfg,
                   scfg: SearchConfig, model_base: dict | None = None, corpus=None, scheduler: str | None = None,
                   workers: int | None = 1, force: bool = False,
@@ -137,7 +149,6 @@ def nested_search(utts, out: str | Path, arch: str, space: dict[str, list], cand
     """Score ``cands`` (configurations over the base ``tcfg`` and ``model_base``) by nested CV; writes
     trials.csv, best_config.json, summary.json and search.json in ``out``. Returns the summary.
     ``base_params``: the base's own settings (of a --config file), written into best_config.json too."""
-    from gclf.data.dataset import select
     from gclf.parallel import executor
     from gclf.train.fit import fold_splits
 
@@ -154,13 +165,8 @@ def nested_search(utts, out: str | Path, arch: str, space: dict[str, list], cand
     rows = read_trials(out / TRIALS)
     params = list(space)
     outer_splits = fold_splits(utts, scfg.outer, scfg.seed)
-    inner_jobs = []
-    for i, (tr_spk, _) in enumerate(outer_splits, start=1):
-        tr_utts = select(utts, tr_spk)
-        for j, (itr, its) in enumerate(fold_splits(tr_utts, scfg.inner, scfg.seed + i), start=1):
-            for k in keys:
-                inner_jobs.append((Trial("inner", i, j, k), tr_utts, itr, its, arch, model_base, fcfg, tcfg,
-                                   scfg.seed + INNER_SEED * i + j))
+    inner_jobs = [(Trial("inner", i, j, k), tr_utts, itr, its, arch, model_base, fcfg, tcfg, seed)
+                  for i, j, tr_utts, itr, its, seed in inner_splits(utts, outer_splits, scfg) for k in keys]
     total = len(inner_jobs) + scfg.outer * 2
     done = [len(rows)]
 
