@@ -116,3 +116,8 @@ def test_search_and_config_errors_are_one_line(synth_corpus, monkeypatch, capsys
         main()
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith(msg) and len(err.splitlines()) == 1
+
+
+def test_search_help():
+    r = CliRunner().invoke(cli, ["search", "--help"])
+    assert r.exit_code == 0 and "--param" in r.output and "--json" in r.output and "nested" in r.output
