@@ -79,7 +79,7 @@ def test_resume_state_is_plain_data(synth_features, tmp_path):
     with pytest.raises(Stop):
         train_run(utts[:10], tmp_path, build_graph(), FeatureConfig(), tcfg, info["corpus"], on_epoch=stop)
     st = torch.load(tmp_path / "resume-fold1.pt", weights_only=True)
-    assert set(st["rng"]) == {"torch", "data_order", "numpy_generator", "numpy_global", "python"}
+    assert set(st["rng"]) == {"torch", "data_order", "accelerator", "numpy_generator", "numpy_global", "python"}
     assert st["epoch"] == 1 and st["optimizer"]["state"]
     (tmp_path / "resume-fold1.pt").write_bytes(b"not a state")
     with pytest.raises(GclfError, match="unreadable training state"):

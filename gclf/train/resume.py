@@ -5,7 +5,8 @@ The state is a plain dict of tensors, numbers, strings and lists (read with ``to
 the model's and the best epoch's weights, the optimiser and learning-rate schedule, early-stopping counters,
 the history, and every random generator training draws from: torch's global generator (initialisation,
 dropout), the data-order ``torch.Generator`` (batches, masks, feature noise), the numpy ``Generator`` (window
-offsets, augmented views), numpy's and Python's global generators.
+offsets, augmented views), numpy's and Python's global generators, and CUDA's or MPS's when training there
+(bit-exact resumption is tested on the CPU only).
 """
 from __future__ import annotations
 
@@ -43,6 +44,24 @@ def _py_state() -> dict:
     return {"version": version, "internal": list(internal), "gauss": gauss}
 
 
+def _accel_state() -> dict:
+    """The CUDA / MPS generators (dropout draws from them when training there); empty on the CPU."""
+    out = {}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = list(torch.cuda.get_rng_state_all())
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        out["mps"] = mps.get_rng_state()
+    return out
+
+
+def _set_accel_state(d: dict) -> None:
+    if "cuda" in d and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(d["cuda"])
+    if "mps" in d and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(d["mps"])
+
+
 def capture(*, epoch: int, done: bool, model, opt, sched, gen: torch.Generator, rng: np.random.Generator,
             best: float, best_state: dict, since: int, history: list[dict]) -> dict:
     """The training state after ``epoch`` (``done``: early stopping or the last epoch ended the loop)."""
@@ -51,7 +70,7 @@ def capture(*, epoch: int, done: bool, model, opt, sched, gen: torch.Generator, 
             "best_state": {k: v.detach().cpu().clone() for k, v in best_state.items()},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "best": float(best), "since": int(since), "history": [dict(r) for r in history],
-            "rng": {"torch": torch.get_rng_state(), "data_order": gen.get_state(),
+            "rng": {"torch": torch.get_rng_state(), "data_order": gen.get_state(), "accelerator": _accel_state(),
                     "numpy_generator": rng.bit_generator.state, "numpy_global": _np_legacy_state(),
                     "python": _py_state()}}
 
@@ -63,6 +82,7 @@ def restore(state: dict, *, model, opt, sched, gen: torch.Generator, rng: np.ran
     sched.load_state_dict(state["scheduler"])
     r = state["rng"]
     torch.set_rng_state(r["torch"])
+    _set_accel_state(r.get("accelerator") or {})
     gen.set_state(r["data_order"])
     rng.bit_generator.state = r["numpy_generator"]
     _set_np_legacy_state(r["numpy_global"])
