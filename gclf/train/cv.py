@@ -152,9 +152,9 @@ def _plain(x):
 
 
 def resumable_run(out: str | Path, man: dict) -> str | None:
-    """The run id of the interrupted run in ``out`` that ``man`` (a new run's manifest fields) continues; None
-    when ``out`` holds no run yet (a fresh run starts). A complete run, or one started with other settings,
-    is a one-line error."""
+    """The run id of the interrupted run in ``out`` that ``man`` (a new run's manifest fields, given the old
+    command) continues; None when ``out`` holds no run yet (a fresh run starts). A complete run, or one
+    started with other settings, is a one-line error."""
     from gclf.manifest import MANIFEST, read_manifest
 
     out = Path(out)
@@ -167,6 +167,7 @@ def resumable_run(out: str | Path, man: dict) -> str | None:
         if _plain(old.get(key)) != _plain(man[key]):
             raise GclfError(f"{out} was started with another {key} than this command's: resume it with the same "
                             f"options (it was: {old.get('command')}), or pass --force to start again")
+    man["command"] = old.get("command") or man["command"]     # the run's command stays the one that started it
     return old["run_id"]
 
 
