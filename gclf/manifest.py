@@ -82,6 +82,14 @@ def _rerun(folder: Path, man: dict) -> str:
     return cmd
 
 
+def _resume(man: dict) -> str:
+    """How to continue an interrupted `gclf train` (its folds resume from their last saved epoch)."""
+    cmd = man.get("command") or ""
+    if "--resume" not in cmd.split():
+        cmd += " --resume"
+    return f"continue it with `{cmd}`, or " if cmd.startswith("gclf train") else ""
+
+
 def check_run(folder: str | Path) -> dict:
     """The manifest of ``folder`` if the folder is a complete run of exactly the checkpoints it lists
     (checkpoint run ids are checked by :func:`check_member` when each is loaded); else a GclfError."""
@@ -90,7 +98,7 @@ def check_run(folder: str | Path) -> dict:
     if not man.get("complete"):
         have = sum((folder / n).is_file() for n in man["checkpoints"])
         raise GclfError(f"{folder} is an incomplete run ({have} of {len(man['checkpoints'])} checkpoints written; "
-                        f"it was interrupted): rerun `{_rerun(folder, man)}`")
+                        f"it was interrupted): {_resume(man)}rerun `{_rerun(folder, man)}`")
     missing = [n for n in man["checkpoints"] if not (folder / n).is_file()]
     if missing:
         raise GclfError(f"{folder} lacks {', '.join(missing)} listed in its manifest: rerun `{_rerun(folder, man)}`")

@@ -23,6 +23,7 @@ def cli() -> None:
     Typical flow:
       gclf extract --data DIR --store   LibriSpeech FLAC -> MFCC cache in pkl_data/
       gclf train                        k-fold speaker-disjoint CV -> runs/model/
+      gclf search --param lr=1e-3,3e-3  nested speaker CV of a grid -> runs/search/best_config.json
       gclf evaluate --model runs/model  accuracy on held-out speakers
       gclf demo                         all of it on synthetic speech, no download
 
@@ -34,9 +35,10 @@ def cli() -> None:
 
 def _register() -> None:
     from gclf.cli import (data_cmds, explain_cmd, frontend_cmd, model_cmds, onnx_cmd, post_cmds, report_cmd,
-                          weights_cmds)
+                          search_cmd, weights_cmds)
 
-    for mod in (data_cmds, model_cmds, post_cmds, onnx_cmd, weights_cmds, frontend_cmd, report_cmd, explain_cmd):
+    for mod in (data_cmds, model_cmds, search_cmd, post_cmds, onnx_cmd, weights_cmds, frontend_cmd, report_cmd,
+                explain_cmd):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

@@ -79,6 +79,23 @@ def frontend_option(f):
                              "bit-exact with its generated C).")(f)
 
 
+def device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="cpu",
+                        show_default=True,
+                        help="Where training runs: auto = CUDA, else Apple MPS, else the CPU (it says which). The "
+                             "README figures are CPU figures; another device may differ in the last bits.")(f)
+
+
+def resolved_device(name: str) -> str:
+    """The device ``--device`` names (auto: said on stderr, also with --json); one line if it is not here."""
+    from gclf.train.device import resolve_device
+
+    dev = resolve_device(name)
+    if name == "auto":
+        click.echo(f"device: {dev} (auto)", err=True)
+    return dev
+
+
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(f)
 

@@ -8,9 +8,9 @@ import click
 
 from gclf.errors import GclfError
 from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
-from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, emit_json, json_option,
-                             frontend_option, model_option, pct, progress, resolve_data, scheduler_option, warn,
-                             workers_option)
+from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, device_option, emit_json,
+                             json_option, frontend_option, model_option, pct, progress, resolve_data,
+                             resolved_device, scheduler_option, warn, workers_option)
 
 
 def _fold_line(i: int, f: dict) -> None:
@@ -43,16 +43,27 @@ def _print_cv(r: dict) -> None:
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
                    "convolutions on 0.5-s windows of raw 16 kHz audio).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="A configuration file (best_config.json of `gclf search`): its architecture, training and "
+                   "network settings; options given on the command line win over it.")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run in --out (started with the same options) from each fold's last "
+                   "saved epoch: the result is that of an uninterrupted run. With no run there, start one.")
+@click.option("--checkpoint-every", type=click.IntRange(1, 10000), default=1, show_default=True,
+              help="Save each fold's training state (resume-<fold>.pt, atomically) every N epochs; the states "
+                   "are deleted when the run completes.")
+@device_option
 @augment_options
 @workers_option
 @scheduler_option
 @frontend_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, workers, scheduler,
-          frontend, as_json, **aug):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, config_file, resume,
+          checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
-    --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one.
+    --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one,
+    --resume continues one that was interrupted.
     """
     from gclf.data.pipeline import corpus_features
     from gclf.frontend.features import with_frontend
@@ -64,11 +75,23 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
 
     from gclf.data.layouts import check_trainable
 
+    from dataclasses import replace
+
     check_trainable(resolve_data(data))
-    graph = build_graph(arch)
+    device = resolved_device(device)
+    given = _given(click.get_current_context())
+    t_over, m_over = {}, {}
+    if config_file:
+        from gclf.search.space import read_config
+
+        file_arch, t_over, m_over = read_config(config_file)
+        arch = arch if "arch" in given else file_arch
+        t_over = {k: v for k, v in t_over.items() if k not in given}
+    graph = build_graph(arch, m_over)
     fcfg = with_frontend(feature_config(graph), frontend)
     data = resolve_data(data)
-    check_run_dir(out, force)               # refuse before any work, and before anything is deleted
+    if not (resume and (Path(out) / "manifest.json").is_file()):
+        check_run_dir(out, force)           # refuse before any work, and before anything is deleted
     recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()   # the recipe's pitch shift needs a spectrum
     acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
@@ -76,19 +99,27 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
                                  scheduler=scheduler)
     if not as_json:
         _print_skipped(info)
-    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
-                       augment=acfg)
+    tcfg = replace(TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
+                               augment=acfg, device=device), **t_over)
     bar = EpochProgress(quiet=as_json)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
                   on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line(),
                   scheduler=scheduler, audio=data, cache_root=cache, workers=workers,
-                  progress_factory=lambda n: progress(n, "augmented views", quiet=as_json))
+                  progress_factory=lambda n: progress(n, "augmented views", quiet=as_json), resume=resume,
+                  checkpoint_every=checkpoint_every)
     bar.close()
     r["data"] = {k: info[k] for k in SKIP_KEYS + ("skipped_by_reason", "done", "reused")}
     emit_json(r) if as_json else _print_cv(r)
 
 
 SKIP_KEYS = ("skipped", "skipped_unknown_speaker", "skipped_bad_name")
+
+
+def _given(ctx) -> set[str]:
+    """Options typed on the command line (they win over a --config file)."""
+    from click.core import ParameterSource
+
+    return {n for n in ctx.params if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
 
 
 def _print_skipped(info: dict) -> None:

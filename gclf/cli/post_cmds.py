@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from gclf.cli.common import (CONTEXT, cache_option, command_line, default_data, emit_json, json_option, model_option,
-                             pct, step_data_option)
+from gclf.cli.common import (CONTEXT, cache_option, command_line, default_data, device_option, emit_json, json_option,
+                             model_option, pct, resolved_device, step_data_option)
 
 SWEEP_BITS = (16, 12, 8, 6, 4, 3, 2)
 SWEEP_BLOCKS = (2, 4, 8, 16)
@@ -65,9 +65,10 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-qBITS]")
 @cache_option
 @step_data_option
+@device_option
 @json_option
 def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache,
-             data, as_json):
+             data, device, as_json):
     """Fixed-point weights, activations and LSTM state; accuracy from the integer reference.
 
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
@@ -77,10 +78,12 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
     from gclf.steps.quantize import quantize_one
     from gclf.steps.runner import apply_step, default_out
 
+    device = resolved_device(device)
+
     def run(b, a, qat, write):
         cfg = QuantConfig(bits=b, act_bits=a, bias_bits=bias_bits, weights_only=weights_only, per_channel=per_channel, rounding=rounding)
         dest = out or default_out(model, f"-q{b}" + (f"a{a}" if a and a != b else "") + ("w" if weights_only else ""))
-        return apply_step(model, dest, lambda ck, u: quantize_one(ck, u, cfg, qat, qat_lr), cache,
+        return apply_step(model, dest, lambda ck, u: quantize_one(ck, u, cfg, qat, qat_lr, device=device), cache,
                           on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
                           command=command_line(), step_name="quantize")
 
@@ -127,8 +130,9 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-a]")
 @cache_option
 @step_data_option
+@device_option
 @json_option
-def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, data, as_json):
+def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, cache, data, device, as_json):
     """Put piecewise-linear / table sigmoid and tanh into the LSTM and fine-tune with them in the loop.
 
     A network without an LSTM has nothing to approximate: the command says so and writes nothing.
@@ -152,6 +156,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
     from gclf.steps.float_steps import approx_one
     from gclf.steps.runner import apply_step, default_out
 
+    device = resolved_device(device)
+
     graph = graph_of(load_checkpoint(checkpoint_paths(model, include_final=True)[0]))
     if not graph.of_kind(LSTM):
         note = f"the {graph.arch} network has no LSTM: approx has nothing to approximate; nothing written"
@@ -160,7 +166,7 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 
     def run(sig, tnh, write):
         r = apply_step(model, out or default_out(model, "-a"),
-                       lambda ck, u: approx_one(ck, u, sig, tnh, finetune_epochs, lr), cache,
+                       lambda ck, u: approx_one(ck, u, sig, tnh, finetune_epochs, lr, device=device), cache,
                        on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
                        command=command_line(), step_name="approx")
         r.update({"sigmoid": sig, "tanh": tnh})
@@ -196,15 +202,18 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, c
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-cBLOCK]")
 @cache_option
 @step_data_option
+@device_option
 @json_option
-def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, data, as_json):
+def compress(model, block, layers, finetune_epochs, lr, sweep, out, cache, data, device, as_json):
     """Block-circulant fully connected and LSTM weights: k times fewer weights per compressed layer."""
     from gclf.steps.float_steps import compress_one
     from gclf.steps.runner import apply_step, default_out
 
+    device = resolved_device(device)
+
     def run(k, write):
         return apply_step(model, out or default_out(model, f"-c{k}"),
-                          lambda ck, u: compress_one(ck, u, k, layers, finetune_epochs, lr), cache,
+                          lambda ck, u: compress_one(ck, u, k, layers, finetune_epochs, lr, device=device), cache,
                           on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
                           command=command_line(), step_name="compress")
 

@@ -43,7 +43,7 @@ def accuracy(prob_model, test, classes) -> dict:
 
 
 def approx_one(ck: dict, utts, sigmoid: str, tanh: str, epochs: int = 10, lr: float = 1e-3,
-               seed: int = 0) -> tuple[dict, dict]:
+               seed: int = 0, device: str = "cpu") -> tuple[dict, dict]:
     """Swap the LSTM's sigmoid/tanh for approximations, fine-tune with them in the loop. A graph without an
     LSTM is passed through unchanged (no step is recorded; the report says so)."""
     chain = chain_of(ck)
@@ -58,7 +58,7 @@ def approx_one(ck: dict, utts, sigmoid: str, tanh: str, epochs: int = 10, lr: fl
                   "accuracy_after_window": before["win"], "epochs_run": 0}
         return ck, report
     swapped = accuracy(model, test, classes)
-    ft = finetune(model, ck, utts, epochs, lr, seed)
+    ft = finetune(model, ck, utts, epochs, lr, seed, device=device)
     after = accuracy(model, test, classes)
     step = replace(step, finetune_epochs=epochs)
     report = {"sigmoid": sigmoid, "tanh": tanh, "accuracy_before": before["utt"], "accuracy_swapped": swapped["utt"],
@@ -69,7 +69,7 @@ def approx_one(ck: dict, utts, sigmoid: str, tanh: str, epochs: int = 10, lr: fl
 
 
 def compress_one(ck: dict, utts, block: int, layers, epochs: int = 15, lr: float = 1e-3,
-                 seed: int = 0) -> tuple[dict, dict]:
+                 seed: int = 0, device: str = "cpu") -> tuple[dict, dict]:
     """Project the chosen layers onto block-circulant matrices, then fine-tune."""
     chain = chain_of(ck)
     check_order(chain, "compress")
@@ -78,7 +78,7 @@ def compress_one(ck: dict, utts, block: int, layers, epochs: int = 15, lr: float
     params_before = n_params(model)
     step, layers = compress_(model, CompressConfig(block, tuple(layers) if not isinstance(layers, str) else (layers,)))
     projected = accuracy(model, test, classes)
-    ft = finetune(model, ck, utts, epochs, lr, seed)
+    ft = finetune(model, ck, utts, epochs, lr, seed, device=device)
     after = accuracy(model, test, classes)
     params_after = n_params(model)
     step = replace(step, finetune_epochs=epochs)

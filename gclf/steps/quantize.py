@@ -50,7 +50,7 @@ def weight_report(fixed: FixedPointModel) -> dict:
 
 
 def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr: float = 5e-4,
-                 seed: int = 0, check_exact: bool = True) -> tuple[dict, dict]:
+                 seed: int = 0, check_exact: bool = True, device: str = "cpu") -> tuple[dict, dict]:
     """Quantize one fold checkpoint; returns (new checkpoint, report). A final model (no held-out speakers)
     is quantized the same way; its report has no accuracy (measure it with `gclf evaluate --data`) and its
     bit-exactness is checked on the calibration windows."""
@@ -71,7 +71,8 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
               "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
     final = acc_ptq
     if qat_epochs > 0:
-        finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0)
+        finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0,
+                 device=device)
         fixed.qat_epochs = qat_epochs
         final, extra = measure_quantized(fixed, test, classes, check_exact)
     report.update({"accuracy_quantized": final["accuracy_utterance"],

@@ -21,14 +21,15 @@ from gclf.io import atomic_json
 from gclf.manifest import new_run_id, prepare_run_dir, write_manifest
 from gclf.train.evaluate import evaluate, summarize_folds
 from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
+from gclf.train.resume import Checkpointing
 
 
 def _fold_task(job: tuple) -> dict:
     """One fold, runnable in any process (a Dask worker): its weights, metrics, split and log rows."""
-    utts, train_spk, test_spk, graph, fcfg, tcfg, seed = job
+    utts, train_spk, test_spk, graph, fcfg, tcfg, seed, ckpt = job
     _check_one_thread_per_worker()
     rows: list[dict] = []
-    model, metrics, info = train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, rows.append)
+    model, metrics, info = train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, rows.append, ckpt)
     return {"state_dict": model.state_dict(), "metrics": metrics, "info": info, "rows": rows}
 
 
@@ -49,8 +50,8 @@ def _fold_results(jobs: list[tuple], scheduler: str | None, log_factory: Callabl
     """(model, metrics, info) of each fold in order: here, one after the other, or on the Dask cluster."""
     if not scheduler:
         for job in jobs:
-            utts, train_spk, test_spk, graph, fcfg, tcfg, seed = job
-            yield train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, log_factory(job))
+            utts, train_spk, test_spk, graph, fcfg, tcfg, seed, ckpt = job
+            yield train_fold(utts, train_spk, test_spk, graph, fcfg, tcfg, seed, log_factory(job), ckpt)
         return
     from gclf.parallel import executor
 
@@ -74,13 +75,17 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
               on_epoch: Callable[[dict], None] | None = None, force: bool = False,
               command: str | None = None, scheduler: str | None = None, audio: str | Path | None = None,
               cache_root: str | Path | None = "pkl_data", workers: int | None = None,
-              progress_factory: Callable | None = None) -> dict:
+              progress_factory: Callable | None = None, resume: bool = False, checkpoint_every: int = 1) -> dict:
     """k-fold speaker CV: one checkpoint per fold (knowing its test speakers), log, curves, summary, and the
     run's manifest (:mod:`gclf.manifest`). ``out`` must be empty or missing; ``force`` clears a previous run
     there. ``corpus``: the corpus identity recorded in every checkpoint.
 
     ``scheduler`` (a Dask scheduler address) trains the folds as tasks on that cluster, all at once; the
     results are those of a local run (each fold is seeded on its own).
+
+    Each fold saves its training state (``resume-<fold>.pt``, :mod:`gclf.train.resume`) every
+    ``checkpoint_every`` epochs; ``resume`` continues the interrupted run in ``out`` (same settings) from
+    those states, to the result of an uninterrupted run. The states are deleted once the run is complete.
 
     Audio augmentation (``tcfg.augment``) reads the corpus audio (the folder ``audio``) once for the whole
     run (views cached under ``cache_root``); each fold trains only on its own training speakers' views."""
@@ -91,17 +96,21 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
         raise GclfError("audio augmentation reads the corpus audio: pass its folder (train_run(audio=...))")
     utts = add_views(utts, audio, fcfg, tcfg.augment, tcfg.seed, cache_root, workers, progress_factory)
     splits = fold_splits(utts, tcfg.folds, tcfg.seed)
-    out = prepare_run_dir(out, force)
-    run_id = new_run_id()
-    man = dict(run_id=run_id, folds=tcfg.folds, final=final, arch=graph.arch, seed=tcfg.seed,
+    man = dict(folds=tcfg.folds, final=final, arch=graph.arch, seed=tcfg.seed,
                config={"train": asdict(tcfg), "features": asdict(fcfg)}, chain=["train"], corpus=corpus,
                command=command or f"gclf train --out {out}" + (" --final" if final else ""))
+    run_id = resumable_run(out, man) if resume else None
+    if run_id is None:
+        out, run_id = prepare_run_dir(out, force), new_run_id()
+    out = Path(out)
+    man["run_id"] = run_id
     write_manifest(out, complete=False, **man)
     rows, folds, t0 = [], [], time.time()
     if final:
         splits.append(({u.speaker: u.sex for u in utts}, []))
-    jobs = [(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i)
-            for i, (train_spk, test_spk) in enumerate(splits, start=1)]
+    states = [out / f"resume-{f'fold{i}' if test_spk else 'final'}.pt" for i, (_, test_spk) in enumerate(splits, 1)]
+    jobs = [(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i, Checkpointing(str(st), checkpoint_every))
+            for i, ((train_spk, test_spk), st) in enumerate(zip(splits, states), start=1)]
 
     def log_factory(job):
         name = f"fold{job[6] - tcfg.seed}" if job[2] else "final"
@@ -131,7 +140,35 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
               "train_config": asdict(tcfg), "arch": graph.arch, "final": str(out / "final.pt") if final else None}
     atomic_json(out / "summary.json", result)
     write_manifest(out, complete=True, **man)
+    for st in states:
+        st.unlink(missing_ok=True)
     return result
+
+
+def _plain(x):
+    import json
+
+    return json.loads(json.dumps(x, default=str))
+
+
+def resumable_run(out: str | Path, man: dict) -> str | None:
+    """The run id of the interrupted run in ``out`` that ``man`` (a new run's manifest fields, given the old
+    command) continues; None when ``out`` holds no run yet (a fresh run starts). A complete run, or one
+    started with other settings, is a one-line error."""
+    from gclf.manifest import MANIFEST, read_manifest
+
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        return None
+    old = read_manifest(out)
+    if old.get("complete"):
+        raise GclfError(f"{out} holds a complete run: nothing to resume (pass --force to replace it)")
+    for key in ("folds", "final", "arch", "seed", "config", "corpus"):
+        if _plain(old.get(key)) != _plain(man[key]):
+            raise GclfError(f"{out} was started with another {key} than this command's: resume it with the same "
+                            f"options (it was: {old.get('command')}), or pass --force to start again")
+    man["command"] = old.get("command") or man["command"]     # the run's command stays the one that started it
+    return old["run_id"]
 
 
 def check_two_classes(utts: list[UtteranceFeatures]) -> None:

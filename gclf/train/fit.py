@@ -20,6 +20,7 @@ from gclf.data.corpus import speaker_folds, split_validation
 from gclf.data.dataset import eval_windows, random_windows, select
 from gclf.train.augment import epoch_utterances, mask_batch
 from gclf.train.evaluate import evaluate, torch_prob_fn
+from gclf.train.resume import Checkpointing, capture, load_state, restore, save_state
 from gclf.data.features import FeatureConfig, UtteranceFeatures
 from gclf.backends.torch_float import GraphNet
 from gclf.frontend.features import input_frac_of
@@ -42,6 +43,7 @@ class TrainConfig:
     threads: int = 1            # torch intra-op threads (this model is too small to gain from more;
                                 # under load, more threads are many times slower); 0 = torch's default
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # default: no augmentation beyond the above
+    device: str = "cpu"         # a torch device name, resolved (gclf.train.device): cpu, cuda or mps
 
 
 def set_seed(seed: int) -> None:
@@ -84,6 +86,7 @@ def fit_normalizer(model: GraphNet, utts: list[UtteranceFeatures], fcfg: Feature
 
 
 def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=None) -> tuple[float, float]:
+    dev = torch.device(tcfg.device)
     model.train()
     if loss_fn is not None:
         loss_fn.train()
@@ -92,8 +95,11 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
     for i in range(0, len(x), tcfg.batch_size):
         idx = perm[i:i + tcfg.batch_size]
         xb, yb = mask_batch(x[idx], tcfg.augment, gen), y[idx]
+        if dev.type != "cpu":       # the generators stay on the CPU: the same draws on every device
+            xb, yb = xb.to(dev), yb.to(dev)
         if tcfg.feature_noise > 0:  # noise in normalised units: divide by InputNorm's scale
-            xb = xb + tcfg.feature_noise * torch.randn(xb.shape, generator=gen) / model.input_norm().scale[:, None]
+            noise = tcfg.feature_noise * torch.randn(xb.shape, generator=gen)
+            xb = xb + (noise if dev.type == "cpu" else noise.to(dev)) / model.input_norm().scale[:, None]
         logits = model(xb) if loss_fn is None else loss_fn(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=tcfg.label_smoothing)
         opt.zero_grad()
@@ -109,29 +115,59 @@ def _val_loss(model, ws) -> float:
     """Mean cross-entropy over the validation windows, VAL_CHUNK windows per forward pass."""
     model.eval()
     total = 0.0
+    dev = next(model.parameters()).device
     for x, y in ws.batches(VAL_CHUNK):
+        if dev.type != "cpu":
+            x, y = x.to(dev), y.to(dev)
         total += float(F.cross_entropy(model(x).float(), y)) * len(y)
     return total / len(ws.y)
 
 
+def _prob_fn(net, dev: torch.device):
+    """torch_prob_fn, with the windows moved to ``dev`` and the probabilities back to the CPU."""
+    if dev.type == "cpu":
+        return torch_prob_fn(net)
+
+    @torch.no_grad()
+    def fn(x):
+        net.eval()
+        return torch.softmax(net(x.to(dev)).double(), dim=1).cpu().numpy()
+    return fn
+
+
 def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[UtteranceFeatures],
         fcfg: FeatureConfig, tcfg: TrainConfig, log: Callable[[dict], None] | None = None,
-        seed: int = 0, forward: Callable | None = None) -> dict:
+        seed: int = 0, forward: Callable | None = None, checkpointing: Checkpointing | None = None) -> dict:
     """Train ``model`` in place; keeps the weights of the best validation loss. Returns the history.
 
     ``forward`` (e.g. a fake-quant view of ``model``) replaces ``model`` in training and validation;
-    the optimiser always updates ``model``'s parameters.
+    the optimiser always updates ``model``'s parameters. ``checkpointing``: save the training state
+    (:mod:`gclf.train.resume`) every few epochs, and continue from the state already saved there, if any,
+    to the result of an uninterrupted run. The model is trained on ``tcfg.device`` and returned on the CPU.
     """
     net = forward if forward is not None else model
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
+    dev = torch.device(tcfg.device)
+    if dev.type != "cpu":
+        model.to(dev)
+        if net is not model and isinstance(net, torch.nn.Module):
+            net.to(dev)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(tcfg.epochs, 1))
     val_ws = eval_windows(val, fcfg) if val else None
     best, best_state, since, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
-    for epoch in range(1, tcfg.epochs + 1):
+    start, done = 1, False
+    saved = load_state(checkpointing.path) if checkpointing else None
+    if saved is not None:
+        st = restore(saved, model=model, opt=opt, sched=sched, gen=gen, rng=rng)
+        best, best_state, since, history, done = st["best"], st["best_state"], st["since"], st["history"], st["done"]
+        start = st["epoch"] + 1
+        for row in history if log else ():
+            log(row)
+    for epoch in range(start, 0 if done else tcfg.epochs + 1):
         x, y = random_windows(epoch_utterances(train, tcfg.augment, rng), fcfg, rng, tcfg.min_windows)
         tr_loss, tr_acc = _epoch(model, x, y, opt, tcfg, gen, forward)
         net.eval()
@@ -139,7 +175,7 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
         row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc}
         if val_ws is not None:
             row["val_loss"] = _val_loss(net, val_ws)
-            row["val_acc_utterance"] = evaluate(torch_prob_fn(net), val_ws, model.graph.classes)["accuracy_utterance"]
+            row["val_acc_utterance"] = evaluate(_prob_fn(net, dev), val_ws, model.graph.classes)["accuracy_utterance"]
         history.append(row)
         if log:
             log(row)
@@ -148,8 +184,17 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
             best, best_state, since = score, copy.deepcopy(model.state_dict()), 0
         else:
             since += 1
-            if since >= tcfg.patience:
-                break
+        stop = since >= tcfg.patience or epoch == tcfg.epochs
+        if checkpointing and (stop or epoch % checkpointing.every == 0):
+            save_state(checkpointing.path, capture(epoch=epoch, done=stop, model=model, opt=opt, sched=sched, gen=gen,
+                                                   rng=rng, best=best, best_state=best_state, since=since,
+                                                   history=history))
+        if since >= tcfg.patience:
+            break
+    if dev.type != "cpu":
+        model.to("cpu")
+        if net is not model and isinstance(net, torch.nn.Module):
+            net.to("cpu")
     model.load_state_dict(best_state)
     model.eval()
     return {"history": history, "best_val_loss": best, "epochs_run": len(history)}
@@ -157,15 +202,17 @@ def fit(model: torch.nn.Module, train: list[UtteranceFeatures], val: list[Uttera
 
 def train_fold(utts: list[UtteranceFeatures], train_speakers: dict[str, str], test_speakers: list[str],
                graph: Graph, fcfg: FeatureConfig, tcfg: TrainConfig, seed: int,
-               log: Callable[[dict], None] | None = None) -> tuple[GraphNet, dict, dict]:
-    """Train one model on ``train_speakers`` (minus a validation share) and evaluate on ``test_speakers``."""
+               log: Callable[[dict], None] | None = None,
+               checkpointing: Checkpointing | None = None) -> tuple[GraphNet, dict, dict]:
+    """Train one model on ``train_speakers`` (minus a validation share) and evaluate on ``test_speakers``
+    (``checkpointing``: see :func:`fit`)."""
     set_seed(seed)
     tr_spk, val_spk = split_validation(train_speakers, tcfg.val_fraction, seed)
     train, val = select(utts, tr_spk), select(utts, val_spk)
     model = GraphNet(graph)
     model.int_input_frac = input_frac_of(fcfg)          # the integer front-end's models normalise in integers
     fit_normalizer(model, train, fcfg)
-    hist = fit(model, train, val, fcfg, tcfg, log=log, seed=seed)
+    hist = fit(model, train, val, fcfg, tcfg, log=log, seed=seed, checkpointing=checkpointing)
     test = select(utts, test_speakers)
     metrics = evaluate(torch_prob_fn(model), eval_windows(test, fcfg), graph.classes) if test else {}
     split = {"train_speakers": tr_spk, "val_speakers": val_spk, "test_speakers": sorted(test_speakers)}

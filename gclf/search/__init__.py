@@ -1,0 +1,1 @@
+"""Hyperparameter search scored by nested speaker-disjoint cross-validation (``gclf search``)."""
