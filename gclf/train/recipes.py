@@ -1,0 +1,66 @@
+"""Each task's architectures and recipes: the network config for the task's window, the training settings and
+the augmentation, and which architecture is the task's default (the best measured; README, per-task table).
+
+``gclf train --data <corpus>`` with no --arch trains ``DEFAULT_ARCH[task]`` with its recipe; the sex task's
+recipe is exactly what ``gclf train`` always did (its figures do not move).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from gclf.data.augment import RECIPE, AugmentConfig
+from gclf.data.features import FeatureConfig
+from gclf.data.tasks import Task, get_task
+from gclf.errors import GclfError
+from gclf.graph.ops import Graph
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str
+    arch_config: dict = field(default_factory=dict)   # overrides of the arch's config (its window, its widths)
+    train: dict = field(default_factory=dict)         # overrides of TrainConfig's fields (epochs, patience, ...)
+    augment: AugmentConfig = AugmentConfig()          # the default --augment-* settings
+
+
+# 1 s = 51 frames of 20 ms; wider than the sex network (12 classes): conv 40-32-32 (k3), pool 4 -> 11 LSTM
+# steps of 32, FC 352-32-N: 27,112 parameters with 12 classes (under the 30k of the keyword target)
+ONE_SECOND_MFCC = {"n_frames": 51, "conv1_channels": 32, "conv1_kernel": 3, "conv2_channels": 32, "conv2_kernel": 3,
+                   "pool": 4, "lstm_hidden": 32, "fc_hidden": [32]}
+ONE_SECOND_AUDIO = {"n_samples": 16000}
+CLIP_AUGMENT = AugmentConfig(copies=3, speed=(0.9, 1.1), noise_snr=(10.0, 30.0))   # tempo/pitch and noise
+
+RECIPES: dict[tuple[str, str], Recipe] = {
+    ("sex", "cnn_lstm"): Recipe("cnn_lstm", augment=RECIPE),
+    ("sex", "raw_conv"): Recipe("raw_conv"),
+    ("keyword", "cnn_lstm"): Recipe("cnn_lstm", ONE_SECOND_MFCC, {"epochs": 40, "patience": 10}, CLIP_AUGMENT),
+    ("keyword", "raw_conv"): Recipe("raw_conv", ONE_SECOND_AUDIO, {"epochs": 40, "patience": 10}),
+    ("digit", "cnn_lstm"): Recipe("cnn_lstm", ONE_SECOND_MFCC, {"epochs": 40, "patience": 10}, CLIP_AUGMENT),
+    ("digit", "raw_conv"): Recipe("raw_conv", ONE_SECOND_AUDIO, {"epochs": 40, "patience": 10}),
+    ("age", "cnn_lstm"): Recipe("cnn_lstm", augment=AugmentConfig()),
+    ("age", "raw_conv"): Recipe("raw_conv"),
+}
+DEFAULT_ARCH: dict[str, str] = {"sex": "cnn_lstm", "keyword": "cnn_lstm", "digit": "cnn_lstm", "age": "cnn_lstm"}
+
+
+def recipe_for(task: str | Task, arch: str | None = None) -> Recipe:
+    """The recipe of ``arch`` on ``task`` (the task's default architecture when None)."""
+    t = get_task(task)
+    arch = arch or DEFAULT_ARCH[t.name]
+    if (t.name, arch) not in RECIPES:
+        archs = sorted(a for (n, a) in RECIPES if n == t.name)
+        raise GclfError(f"no recipe for architecture {arch!r} on task {t.name!r}: choose one of {', '.join(archs)}")
+    return RECIPES[(t.name, arch)]
+
+
+def task_graph(task: str | Task, arch: str | None = None) -> tuple[Graph, FeatureConfig, Recipe]:
+    """(graph with the task's classes and window, its feature config, the recipe) of ``arch`` on ``task``."""
+    from gclf.graph.models import build_graph, feature_config
+
+    t, r = get_task(task), recipe_for(task, arch)
+    graph = build_graph(r.arch, dict(r.arch_config), classes=t.classes)
+    fcfg = feature_config(graph)
+    if t.min_seconds != fcfg.min_seconds:
+        fcfg = dataclasses.replace(fcfg, min_seconds=t.min_seconds)
+    return graph, fcfg, r
