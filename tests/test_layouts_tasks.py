@@ -210,6 +210,9 @@ def test_keyword_task_from_extract_to_export_c(tmp_path, librosa_warm, cc):
     out = tmp_path / "export"
     _ok(CliRunner().invoke(cli, ["export-c", "--model", run + "-q8", "--out", str(out), "--json"]))
     assert "_silence_" in (out / "gclf_model.h").read_text()
+    rep = _ok(CliRunner().invoke(cli, ["report", run, run + "-q8", "--no-latency", "--cache", cache,
+                                       "--out", str(tmp_path / "report")]))
+    assert rep.output.count("| keyword (cnn_lstm) |") == 2                  # the per-task table
 
 
 def test_fsdd_train_learns_digits_on_unseen_speakers(tmp_path, librosa_warm):

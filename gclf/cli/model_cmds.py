@@ -75,7 +75,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     graph, fcfg, recipe = task_graph(task, arch)
     fcfg = with_frontend(fcfg, frontend)
     check_run_dir(out, force)               # refuse before any work, and before anything is deleted
-    base = recipe.augment if fcfg.kind == "mfcc" else AugmentConfig()   # its audio views are MFCCs of a spectrum
+    base = recipe.augment if fcfg.kind in ("mfcc", "audio") else AugmentConfig()   # int_mfcc: no spectrum views
     acfg = augment_config(base, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
