@@ -7,6 +7,7 @@ import tempfile
 import click
 
 from gclf.errors import GclfError
+from gclf.graph.models import ARCHS
 from gclf.cli.common import (CONTEXT, cache_option, corpus_option, data_option, emit_json, json_option,
                              frontend_option, progress, resolve_data, scheduler_option, task_option, warn,
                              workers_option)
@@ -56,7 +57,7 @@ def _print_summary(s: dict) -> None:
 @frontend_option
 @task_option
 @corpus_option
-@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default=None,
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
               help="Extract the features this architecture reads for the task (its window; raw_conv: samples). "
                    "Default: the task's default architecture, as `gclf train` uses.")
 @json_option

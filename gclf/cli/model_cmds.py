@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
+from gclf.graph.models import ARCHS
 from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
 from gclf.cli.common import (CONTEXT, cache_option, command_line, corpus_option, data_option, default_data,
                              emit_json, json_option, frontend_option, model_option, pct, progress, resolve_data,
@@ -42,7 +43,7 @@ def _print_cv(r: dict) -> None:
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
-@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default=None,
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs; 1.98-s windows for sex, 1 s for keywords and "
                    "digits) or raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
                    "keywords and digits). Default: the task's best measured (README, per-task table).")
