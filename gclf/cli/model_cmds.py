@@ -39,9 +39,11 @@ def _print_cv(r: dict) -> None:
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
-@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
-              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
-                   "convolutions on 0.5-s windows of raw 16 kHz audio).")
+@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv", "cnn2d", "cnn1d"]), default="cnn_lstm",
+              show_default=True,
+              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows), raw_conv (strided 1-D "
+                   "convolutions on 0.5-s windows of raw 16 kHz audio), cnn2d (2-D CNN with batch norm on the MFCC "
+                   "window as an image) or cnn1d (1-D CNN with batch norm on MFCCs).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
 @augment_options
 @workers_option
