@@ -45,8 +45,10 @@ def _print_cv(r: dict) -> None:
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
               help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs; 1.98-s windows for sex, 1 s for keywords and "
-                   "digits) or raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
-                   "keywords and digits). Default: the task's best measured (README, per-task table).")
+                   "digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
+                   "keywords and digits), cnn2d (2-D CNN with batch norm on the MFCC window as an image) or "
+                   "cnn1d (1-D CNN with batch norm on MFCCs). Default: the task's best measured (README, "
+                   "per-task table).")
 @task_option
 @corpus_option
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
