@@ -223,3 +223,24 @@ def test_fsdd_train_learns_digits_on_unseen_speakers(tmp_path, librosa_warm):
                                                 "--no-final", "--workers", "1", "--json"])).stdout)
     assert len(r["folds"]) == 3 and all(f["speakers"] == 1 for f in r["folds"])
     assert r["accuracy_utterance_mean"] > 0.6, r                 # chance: 1/3
+
+
+def test_task_recipes_and_windows():
+    """The sex recipe is what `gclf train` always did; keyword and digit networks read one 1-s window (51
+    frames) whatever the architecture, including one without a recipe of its own."""
+    from gclf.data.augment import RECIPE
+    from gclf.graph.models import ARCHS, build_graph, feature_config
+    from gclf.train.recipes import recipe_for, task_graph
+
+    g, f, r = task_graph("sex")
+    assert (g, f, r.train, r.augment) == (build_graph("cnn_lstm"), feature_config(build_graph("cnn_lstm")), {},
+                                          RECIPE)
+    for task in ("keyword", "digit"):
+        for arch in ARCHS:
+            g, f, r = task_graph(task, arch)
+            assert g.classes == get_task(task).classes
+            assert f.window_frames == (16000 if g.input_kind == "audio" else 51)
+        assert recipe_for(task).arch == "cnn_lstm"
+    assert task_graph("digit")[1].min_seconds < 0.5                 # FSDD's shortest digits are kept
+    with pytest.raises(GclfError, match="unknown architecture"):
+        recipe_for("keyword", "transformer")
