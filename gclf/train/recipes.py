@@ -32,9 +32,11 @@ ONE_SECOND_MFCC = {"n_frames": 51, "conv1_channels": 32, "conv1_kernel": 3, "con
 ONE_SECOND_AUDIO = {"n_samples": 16000}
 CLIP_AUGMENT = AugmentConfig(copies=3, speed=(0.9, 1.1), noise_snr=(10.0, 30.0))   # tempo/pitch and noise
 CLIP_TRAIN = {"epochs": 40, "patience": 10}
-# digits: 4 training speakers (leave-one-out of 5), so more voices from each: speed, F0 and noise; no
-# validation speaker is held out (it would be a quarter of the voices): 30 epochs on a cosine schedule
-DIGIT_AUGMENT = AugmentConfig(copies=4, speed=(0.85, 1.15), pitch=(0.85, 1.25), noise_snr=(10.0, 30.0))
+# digits: 4 training speakers (leave-one-out of 5), so more voices from each: speed, F0, formants (vocal-tract
+# length) and noise; no validation speaker is held out (it would be a quarter of the voices): 30 epochs on a
+# cosine schedule. Measured: cnn1d 81.5 % +- 6.6 with it; cnn_lstm 79.4 % +- 3.8 without the formant shift.
+DIGIT_AUGMENT = AugmentConfig(copies=4, speed=(0.85, 1.15), pitch=(0.85, 1.25), formant=(0.85, 1.2),
+                              noise_snr=(10.0, 30.0))
 DIGIT_TRAIN = {"epochs": 30, "patience": 30, "val_fraction": 0.0}
 
 # what an architecture without a recipe of its own gets on a task: (training settings, augmentation)
@@ -51,7 +53,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("digit", "raw_conv"): Recipe("raw_conv", ONE_SECOND_AUDIO, DIGIT_TRAIN),
     ("age", "cnn_lstm"): Recipe("cnn_lstm"),
 }
-DEFAULT_ARCH: dict[str, str] = {"sex": "cnn_lstm", "keyword": "cnn_lstm", "digit": "cnn_lstm", "age": "cnn_lstm"}
+DEFAULT_ARCH: dict[str, str] = {"sex": "cnn_lstm", "keyword": "cnn_lstm", "digit": "cnn1d", "age": "cnn_lstm"}
 
 
 def _window_config(arch: str, task: Task) -> dict:
