@@ -218,3 +218,23 @@ def test_cli_float_onnx_of_a_batchnorm_model(cnn_runs, tmp_path):
                         "--cache", cnn_runs["cache"], "--json"]).stdout)
     assert f["form"] == "float" and max(f["matches_pytorch"].values()) < 1e-4
     assert any("batch norm folded" in n for n in f["notes"])
+
+
+# ---- on an emulated Cortex-M4 ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ARCHS)
+def test_w8a8_bit_exact_on_an_emulated_cortex_m4(arch, tmp_path):
+    from gclf.backends.c.target import TargetConfig, measure_target, missing_tools
+
+    if missing_tools():
+        pytest.skip(f"no Cortex-M4 toolchain/emulator ({', '.join(missing_tools())})")
+    net = _net(arch)
+    x = _windows(net, 6)
+    fixed = quantize(net, QuantConfig(bits=8), _windows(net, 24, seed=1))
+    files, rep = generate_c(fixed.model, fixed.spec)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    xq = IntegerReference(fixed.model, fixed.spec).quantize_input(x)
+    r = measure_target(fixed.model, fixed.spec, tmp_path, xq, TargetConfig())
+    assert r["mismatches"] == 0 and r["windows"] == len(x)
+    assert not {c for c in r["library_calls"] if "div" in c}, r["library_calls"]    # shifts only, no division
+    assert r["macs"] == rep["macs"] and r["instructions_min"] > r["macs"] / 4

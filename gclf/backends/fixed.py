@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 from gclf.errors import GclfError
-from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Graph, Image, Linear, MaxPool, MaxPool2d, Norm, Op
+from gclf.graph.ops import (LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Graph, Image, Linear, MaxPool, MaxPool2d,
+                            Norm, Op)
 from gclf.graph.registry import Registry
 from gclf.graph.spec import OpSpec, QuantConfig, QuantSpec, site_name
 from gclf.quant.formats import (TensorFormat, WeightQ, act_format, bias_format, quantize_tensor, sigmoid_format,

@@ -1,9 +1,9 @@
 """The model graph: an ordered list of typed ops, the one description every backend walks.
 
 Tensors between ops are sequences ``(C, T)`` (channels by time, batch first in every backend: a PyTorch or
-numpy array is ``(B, C, T)``), images ``(C, H, W)`` (``(B, C, H, W)``) or flat vectors ``(N,)``. Each op states its output shape from its
-input shape (:meth:`Op.out_shape`), so a graph checks itself when it is built and every backend can size its
-buffers without knowing which network it runs. Ops:
+numpy array is ``(B, C, T)``), images ``(C, H, W)`` (``(B, C, H, W)``) or flat vectors ``(N,)``. Each op states
+its output shape from its input shape (:meth:`Op.out_shape`), so a graph checks itself when it is built and
+every backend can size its buffers without knowing which network it runs. Ops:
 
 ``Norm``     front-end on the host, float64: per-window mean removal over time (``cmn``), then
              ``(x - offset) * scale`` per channel (statistics from training data). Not a layer of the
@@ -180,7 +180,8 @@ class MaxPool2d(Op):
 
     def out_shape(self, shape: Shape) -> Shape:
         c, h, w = _image(self, shape)
-        return c, _windows(self, h, self.kernel, self.step, "rows"), _windows(self, w, self.kernel, self.step, "columns")
+        return (c, _windows(self, h, self.kernel, self.step, "rows"),
+                _windows(self, w, self.kernel, self.step, "columns"))
 
 
 @dataclass(frozen=True)
