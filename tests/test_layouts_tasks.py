@@ -196,7 +196,7 @@ def test_keyword_task_from_extract_to_export_c(tmp_path, librosa_warm, cc):
     r = json.loads(_ok(CliRunner().invoke(cli, ["train", "--data", str(root), "--cache", cache, "--out", run,
                                                 "--folds", "2", "--epochs", "3", "--no-augment", "--no-final",
                                                 "--workers", "1", "--json"])).stdout)
-    assert len(r["folds"]) == 2 and r["arch"] == "cnn_lstm"
+    assert len(r["folds"]) == 2 and r["arch"] == "cnn1d"                     # the task's default
     from gclf.checkpoint import graph_of, load_checkpoint
 
     ck = load_checkpoint(Path(run) / "fold1.pt")
@@ -212,7 +212,7 @@ def test_keyword_task_from_extract_to_export_c(tmp_path, librosa_warm, cc):
     assert "_silence_" in (out / "gclf_model.h").read_text()
     rep = _ok(CliRunner().invoke(cli, ["report", run, run + "-q8", "--no-latency", "--cache", cache,
                                        "--out", str(tmp_path / "report")]))
-    assert rep.output.count("| keyword (cnn_lstm) |") == 2                  # the per-task table
+    assert rep.output.count("| keyword (cnn1d) |") == 2                     # the per-task table
 
 
 def test_fsdd_train_learns_digits_on_unseen_speakers(tmp_path, librosa_warm):
@@ -240,7 +240,7 @@ def test_task_recipes_and_windows():
             g, f, r = task_graph(task, arch)
             assert g.classes == get_task(task).classes
             assert f.window_frames == (16000 if g.input_kind == "audio" else 51)
-    assert (recipe_for("keyword").arch, recipe_for("digit").arch) == ("cnn_lstm", "cnn1d")   # best measured
+    assert (recipe_for("keyword").arch, recipe_for("digit").arch) == ("cnn1d", "cnn1d")   # best measured
     assert task_graph("digit")[1].min_seconds < 0.5                 # FSDD's shortest digits are kept
     with pytest.raises(GclfError, match="unknown architecture"):
         recipe_for("keyword", "transformer")
