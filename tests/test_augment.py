@@ -111,7 +111,7 @@ def test_epoch_utterances_picks_views_only_when_present():
     assert epoch_utterances(base, AugmentConfig(copies=2, pitch=(1, 2)), rng) is base
     assert rng.bit_generator.state == state                   # no draw: runs without views are unchanged
     views = [np.full((2, 5), 1.0, np.float32), np.full((2, 5), 2.0, np.float32)]
-    aug = [AugmentedUtterance(*[getattr(base[0], k) for k in ("uid", "speaker", "sex", "seconds", "mfcc")], views)]
+    aug = [AugmentedUtterance(*[getattr(base[0], k) for k in ("uid", "speaker", "target", "seconds", "mfcc")], views=views)]
     always = epoch_utterances(aug, AugmentConfig(p_augmented=1.0), np.random.default_rng(0))
     never = epoch_utterances(aug, AugmentConfig(p_augmented=0.0), np.random.default_rng(0))
     assert always[0].mfcc[0, 0] in (1.0, 2.0) and never[0].mfcc[0, 0] == 0.0

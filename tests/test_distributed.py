@@ -49,7 +49,7 @@ def test_distributed_extraction_equals_local(cluster, small_corpus, tmp_path, li
     assert a.keys() == b.keys() and len(a) == 12
     for name in a:
         assert np.array_equal(a[name]["mfcc"], b[name]["mfcc"]), name
-        assert a[name]["uid"] == b[name]["uid"] and a[name]["sex"] == b[name]["sex"]
+        assert a[name]["uid"] == b[name]["uid"] and a[name]["label"] == b[name]["label"]
     again = extract_corpus(corpus, cfg, tmp_path / "dist", scheduler=cluster)   # resumable: nothing redone
     assert (again.done, again.reused) == (0, 12)
 

@@ -74,7 +74,7 @@ def test_ravdess_audio_is_resampled_to_16k_mono(tmp_path, librosa_warm):
     spec = np.abs(np.fft.rfft(a))
     assert abs(np.argmax(spec) * 16000 / a.size - 110) < 2             # the 110 Hz tone survives resampling
     utts, info = corpus_features(root, FeatureConfig(), tmp_path / "pkl", workers=1)
-    assert [x.sex for x in utts] == ["M", "F"] and utts[0].mfcc.shape == (40, 151)
+    assert [x.target for x in utts] == ["M", "F"] and utts[0].mfcc.shape == (40, 151)
     assert info["root"] == str(root.resolve())
 
 

@@ -41,7 +41,7 @@ def _in_memory(cache_dir) -> list[UtteranceFeatures]:
     out = []
     for p in sorted(Path(cache_dir, "files").glob("*.pkl")):
         r = safe_load_pickle(p)
-        out.append(UtteranceFeatures(r["uid"], r["speaker"], r["sex"], r["seconds"], r["mfcc"]))
+        out.append(UtteranceFeatures(r["uid"], r["speaker"], r["label"], r["seconds"], r["mfcc"]))
     return out
 
 

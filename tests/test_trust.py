@@ -201,7 +201,8 @@ def test_checkpoint_records_the_corpus_identity_not_a_path(moved_run):
 
     run, _, _ = moved_run
     ck = load_checkpoint(run / "fold1.pt")
-    assert set(ck["corpus"]) == {"name", "id", "utterances"} and ck["corpus"]["utterances"] == 12
+    assert set(ck["corpus"]) == {"name", "id", "utterances", "layout", "task"} and ck["corpus"]["utterances"] == 12
+    assert (ck["corpus"]["layout"], ck["corpus"]["task"]) == ("librispeech", "sex")
     assert str(run.parent) not in json.dumps(ck["corpus"])
     assert len(ck["split"]["train_speakers"] + ck["split"]["val_speakers"] + ck["split"]["test_speakers"]) == 12
 
@@ -332,7 +333,7 @@ def test_skipped_files_are_counted_by_reason(tiny_corpus, tmp_path, monkeypatch,
     assert s["skipped_by_reason"] == {"too short": 1, "silent": 1, "unreadable": 1}
     assert s["skipped_bad_name"] == 1 and s["done"] == 4
     code, out, err = gclf(["extract", "--data", tiny_corpus, "--cache", tmp_path / "c"], monkeypatch, capsys)
-    assert "1 silent, 1 too short, 1 unreadable" in out and "1 not named SPK-CHAP-UTT" in out
+    assert "1 silent, 1 too short, 1 unreadable" in out and "1 not named as the layout names files (SPK-CHAP-UTT)" in out
 
 
 def test_training_reports_progress_every_epoch(synth_corpus, monkeypatch, capsys, tmp_path):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from gclf.backends.fixed import expand, lstm_formats
 from gclf.backends.fixed import HANDLERS as FIXED
 from gclf.backends.torch_float import activation
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Image, Linear, MaxPool, MaxPool2d, Norm
 from gclf.graph.registry import Registry
 from gclf.graph.spec import QuantSpec, site_name
 from gclf.quant.formats import activation_fixed
@@ -132,9 +132,22 @@ def _conv(n: FakeQuantNet, op: Conv1d, x):
     return n.act(F.relu(y) if op.relu else y, op.name)
 
 
+@HANDLERS.register(Conv2d)
+def _conv2d(n: FakeQuantNet, op: Conv2d, x):
+    y = F.conv2d(x, n.weight(op), stride=op.stride) + n.bias(op)[:, None, None]
+    return n.act(F.relu(y) if op.relu else y, op.name)
+
+
 @HANDLERS.register(MaxPool)
 def _pool(n, op: MaxPool, x):
     return F.max_pool1d(x, op.kernel, op.step)
+
+
+@HANDLERS.register(Image, MaxPool2d, GlobalMaxPool)
+def _move(n, op, x):                                  # data movement and max: the float handler's, exact
+    from gclf.backends.torch_float import HANDLERS as FLOAT
+
+    return FLOAT[op].forward(op, None, x, False)
 
 
 @HANDLERS.register(Flatten)

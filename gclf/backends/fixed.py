@@ -10,8 +10,10 @@ three things from here:
 - :func:`integer_weights`: the stored integers of every weight and bias.
 
 One handler per op kind (:data:`HANDLERS`) states the op's activation sites, its weight matrices, its float
-bias, its accumulator fractions and its worst case. Pass-through ops (MaxPool, Flatten) keep their input's
-format.
+bias, its accumulator fractions and its worst case. Pass-through ops (MaxPool, MaxPool2d, GlobalMaxPool,
+Flatten, Image) keep their input's format. A convolution with batch norm still unfolded is refused: fold it
+first (:func:`gclf.backends.bnfold.fold_batchnorm`, which :func:`gclf.steps.api.quantize` and the ONNX export
+apply).
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Graph, Linear, MaxPool, Norm, Op
+from gclf.errors import GclfError
+from gclf.graph.ops import (LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Graph, Image, Linear, MaxPool, MaxPool2d,
+                            Norm, Op)
 from gclf.graph.registry import Registry
 from gclf.graph.spec import OpSpec, QuantConfig, QuantSpec, site_name
 from gclf.quant.formats import (TensorFormat, WeightQ, act_format, bias_format, quantize_tensor, sigmoid_format,
@@ -34,7 +38,7 @@ NO_ACC_FRAC = 60        # bias fraction cap when there is no accumulator (weight
 
 
 def layer_kind(module: nn.Module) -> str:
-    if isinstance(module, nn.Conv1d):
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return "conv"
     if isinstance(module, nn.Linear):
         return "dense"
@@ -79,7 +83,7 @@ class _PassThrough:
         return 0.0
 
 
-@HANDLERS.register(MaxPool, Flatten)
+@HANDLERS.register(MaxPool, Flatten, Image, MaxPool2d, GlobalMaxPool)
 class _Pass(_PassThrough):
     pass
 
@@ -90,7 +94,7 @@ class _Norm(_PassThrough):
     out_site = "out"
 
 
-@HANDLERS.register(Conv1d, Linear)
+@HANDLERS.register(Conv1d, Conv2d, Linear)
 class _Affine(_PassThrough):
     """y = requant(relu?(W x + b)): one accumulator per output channel at weight fraction + input fraction."""
 
@@ -99,6 +103,9 @@ class _Affine(_PassThrough):
 
     @staticmethod
     def matrices(op, net):
+        if getattr(op, "bn", False):
+            raise GclfError(f"{op.name} still has its batch norm: fold it into the convolution first "
+                            "(gclf.backends.bnfold.fold_batchnorm; `gclf quantize` does)")
         return {"weight": (op.name, net.module_of(op))}
 
     @staticmethod

@@ -13,7 +13,7 @@ import torch
 from gclf.backends.fixed import HANDLERS as FIXED
 from gclf.backends.fixed import integer_weights, layer_kind, lstm_formats, plan
 from gclf.frontend.norm import int_norm, ints_of_frames, model_norm_params
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Image, Linear, MaxPool, MaxPool2d, Norm
 from gclf.graph.registry import Registry
 from gclf.graph.spec import QuantSpec, site_name
 from gclf.quant.formats import activation_fixed
@@ -21,6 +21,7 @@ from gclf.quant.primitives import quantize_fixed, requantize
 from gclf.quant.qformat import QFormat
 
 HANDLERS = Registry("integer reference")
+MAX_ELEMS = 2 ** 23     # int64 values of the largest activation of one batch (64 MB)
 
 
 def frontend(model, x: torch.Tensor) -> np.ndarray:
@@ -98,7 +99,11 @@ class IntegerReference:
         return self.run_int(self.quantize_input(x)) * 2.0 ** -self.logit_format.frac
 
     def prob_fn(self, batch: int = 2048):
-        """Class probabilities (N, classes) per window: softmax of the dequantized logits."""
+        """Class probabilities (N, classes) per window: softmax of the dequantized logits. Batches hold at
+        most ``batch`` windows and at most MAX_ELEMS int64 values in the largest activation."""
+        largest = max(int(np.prod(s)) for s in self.graph.shapes())
+        batch = max(1, min(batch, MAX_ELEMS // largest))
+
         def fn(x: torch.Tensor) -> np.ndarray:
             out = []
             for i in range(0, len(x), batch):
@@ -118,14 +123,59 @@ def _norm(ref, op, x):              # the input is already quantized by quantize
     return x
 
 
+def int_matmul(a: np.ndarray, b: np.ndarray, acc_bits: int | None) -> np.ndarray:
+    """``a @ b`` of integer arrays, exactly, as int64. When the spec proves every accumulator below
+    2**(acc_bits - 1) (``acc_bits`` <= 53), in float64 (BLAS): every partial sum, in any order and with fused
+    multiply-adds, is then an integer below 2**53, which float64 holds exactly; otherwise in int64."""
+    if acc_bits is not None and acc_bits <= 53:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def _conv_acc(ref: IntegerReference, op, win: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Accumulators (B, O, *out) of windows ``win`` (B, C, *out, *kernel) times weights ``w`` (O, C, *kernel),
+    plus the aligned bias: one matrix product of the patches (im2col)."""
+    nk = w.ndim - 2                                                        # kernel dimensions
+    b, c, out = win.shape[0], win.shape[1], win.shape[2:2 + nk]
+    cols = np.moveaxis(win, 1, 1 + nk).reshape(b * int(np.prod(out)), c * int(np.prod(w.shape[2:])))
+    acc = int_matmul(cols, w.reshape(w.shape[0], -1).T, ref.spec.acc_bits)  # (B * out, O)
+    acc = np.moveaxis(acc.reshape(b, *out, w.shape[0]), -1, 1)
+    return acc + ref.bias(op, ref.plan[op.name].acc["acc"]).reshape(1, -1, *([1] * nk))
+
+
 @HANDLERS.register(Conv1d)
 def _conv(ref: IntegerReference, op: Conv1d, x):
     w = ref.mats[op.name]                                                  # (O, C, K)
     win = np.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2)[:, :, ::op.stride]  # (B, C, T', K)
-    acc_frac = ref.plan[op.name].acc["acc"]
-    acc = np.einsum("bctk,ock->bot", win, w, optimize=True) + ref.bias(op, acc_frac)[None, :, None]
-    return ref.requant(np.maximum(acc, 0) if op.relu else acc, _channel_frac(acc_frac, 1),
+    acc = _conv_acc(ref, op, win, w)
+    return ref.requant(np.maximum(acc, 0) if op.relu else acc, _channel_frac(ref.plan[op.name].acc["acc"], 1),
                        ref.plan[op.name].out_fmt, op.name)
+
+
+@HANDLERS.register(Conv2d)
+def _conv2d(ref: IntegerReference, op: Conv2d, x):
+    w = ref.mats[op.name]                                                  # (O, C, K, K)
+    k, s = op.kernel, op.stride
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (B, C, H', W', K, K)
+    acc = _conv_acc(ref, op, win, w)
+    return ref.requant(np.maximum(acc, 0) if op.relu else acc, _channel_frac(ref.plan[op.name].acc["acc"], 2),
+                       ref.plan[op.name].out_fmt, op.name)
+
+
+@HANDLERS.register(Image)
+def _image(ref, op, x):                                                    # (B, C, T) -> (B, 1, T, C)
+    return x.transpose(0, 2, 1)[:, None]
+
+
+@HANDLERS.register(MaxPool2d)
+def _pool2d(ref, op: MaxPool2d, x):
+    win = np.lib.stride_tricks.sliding_window_view(x, (op.kernel, op.kernel), axis=(2, 3))[:, :, ::op.step, ::op.step]
+    return win.max(axis=(4, 5))
+
+
+@HANDLERS.register(GlobalMaxPool)
+def _global_pool(ref, op, x):                                              # (B, C, ...) -> (B, C)
+    return x.reshape(x.shape[0], x.shape[1], -1).max(axis=2)
 
 
 @HANDLERS.register(MaxPool)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Graph, Linear, MaxPool, Norm
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Graph, Image, Linear, MaxPool, MaxPool2d, Norm
 from gclf.graph.registry import Registry
 
 HANDLERS = Registry("PyTorch float")
@@ -92,16 +92,71 @@ class _Norm:
         return mod(x)
 
 
-@HANDLERS.register(Conv1d)
+class ConvBN(nn.Module):
+    """A convolution (no bias: the batch norm's shift replaces it) followed by batch norm, as trained; its
+    parameters are ``<op>.conv.weight`` and ``<op>.bn.*``. :func:`gclf.backends.bnfold.fold_batchnorm` turns
+    it into one plain convolution for every other backend."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module):
+        super().__init__()
+        self.conv, self.bn = conv, bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+def conv_module(op: Conv1d | Conv2d) -> nn.Module:
+    """The module of a convolution op: nn.Conv1d/2d, or a :class:`ConvBN` when the op has batch norm."""
+    conv, norm = (nn.Conv2d, nn.BatchNorm2d) if isinstance(op, Conv2d) else (nn.Conv1d, nn.BatchNorm1d)
+    if op.bn:
+        return ConvBN(conv(op.in_channels, op.out_channels, op.kernel, stride=op.stride, bias=False),
+                      norm(op.out_channels))
+    return conv(op.in_channels, op.out_channels, op.kernel, stride=op.stride)
+
+
+@HANDLERS.register(Conv1d, Conv2d)
 class _Conv:
     @staticmethod
-    def build(op: Conv1d):
-        return nn.Conv1d(op.in_channels, op.out_channels, op.kernel, stride=op.stride)
+    def build(op):
+        return conv_module(op)
 
     @staticmethod
     def forward(op, mod, x, training):
         y = mod(x)
         return F.relu(y) if op.relu else y
+
+
+@HANDLERS.register(Image)
+class _Image:
+    @staticmethod
+    def build(op):
+        return None
+
+    @staticmethod
+    def forward(op, mod, x, training):                  # (B, C, T) -> (B, 1, T, C)
+        return x.transpose(1, 2).unsqueeze(1)
+
+
+@HANDLERS.register(MaxPool2d)
+class _Pool2d:
+    @staticmethod
+    def build(op):
+        return None
+
+    @staticmethod
+    def forward(op: MaxPool2d, mod, x, training):
+        return F.max_pool2d(x, op.kernel, op.step)
+
+
+@HANDLERS.register(GlobalMaxPool)
+class _GlobalPool:
+    @staticmethod
+    def build(op):
+        return None
+
+    @staticmethod
+    def forward(op, mod, x, training):                  # (B, C, ...) -> (B, C)
+        return x.flatten(2).amax(dim=2)
 
 
 @HANDLERS.register(MaxPool)

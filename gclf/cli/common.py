@@ -27,7 +27,7 @@ def default_data() -> str | None:
 def resolve_data(data: str | None) -> str:
     data = data or default_data()
     if not data:
-        raise GclfError("no corpus given: pass --data DIR (a LibriSpeech folder with SPEAKERS.TXT) or set GCLF_DATA")
+        raise GclfError("no corpus given: pass --data DIR (a corpus folder, e.g. LibriSpeech with SPEAKERS.TXT) or set GCLF_DATA")
     return data
 
 
@@ -49,8 +49,25 @@ def step_data_option(f):
 
 def data_option(f):
     return click.option("--data", type=click.Path(file_okay=False), default=None,
-                        help="LibriSpeech-layout corpus (folder with SPEAKERS.TXT, or its parent). "
+                        help="Corpus folder in a known layout (LibriSpeech: the folder with SPEAKERS.TXT or its "
+                             "parent; Speech Commands; FSDD; Common Voice; RAVDESS for evaluation). "
                              "Default: $GCLF_DATA, ./LibriSpeech or ../shared/data/librispeech-251/LibriSpeech.")(f)
+
+
+def task_option(f):
+    from gclf.data.tasks import TASKS
+
+    return click.option("--task", type=click.Choice(list(TASKS)), default=None,
+                        help="The label to classify where a corpus has several (Common Voice: age or sex). "
+                             "Default: the corpus's own (LibriSpeech/RAVDESS sex, Speech Commands keyword, FSDD "
+                             "digit, Common Voice age).")(f)
+
+
+def corpus_option(f):
+    from gclf.data.layouts import LAYOUT_NAMES
+
+    return click.option("--corpus", "layout", type=click.Choice(list(LAYOUT_NAMES)), default=None,
+                        help="The corpus layout, when --data could be read as more than one. Default: detected.")(f)
 
 
 def cache_option(f):

@@ -7,8 +7,10 @@ import tempfile
 import click
 
 from gclf.errors import GclfError
-from gclf.cli.common import (CONTEXT, cache_option, data_option, emit_json, json_option, frontend_option, progress,
-                     resolve_data, scheduler_option, warn, workers_option)
+from gclf.graph.models import ARCHS
+from gclf.cli.common import (CONTEXT, cache_option, corpus_option, data_option, emit_json, json_option,
+                             frontend_option, progress, resolve_data, scheduler_option, task_option, warn,
+                             workers_option)
 
 
 @click.command(context_settings=CONTEXT)
@@ -38,8 +40,9 @@ def synth(out, speakers, utterances, min_seconds, max_seconds, seed, as_json):
 
 
 def _print_summary(s: dict) -> None:
+    who = f"{s['female']} F / {s['male']} M" if "female" in s else f"{len(s['per_class'])} classes"
     click.echo(f"{s['utterances']} utterances, {s['windows']} windows, {s['speakers']} speakers "
-               f"({s['female']} F / {s['male']} M), {s['hours']:.2f} h of audio")
+               f"({who}), {s['hours']:.2f} h of audio")
 
 
 @click.command(context_settings=CONTEXT)
@@ -52,21 +55,28 @@ def _print_summary(s: dict) -> None:
 @workers_option
 @scheduler_option
 @frontend_option
+@task_option
+@corpus_option
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
+              help="Extract the features this architecture reads for the task (its window; raw_conv: samples). "
+                   "Default: the task's default architecture, as `gclf train` uses.")
 @json_option
-def extract(data, source, store, cache, workers, scheduler, frontend, as_json):
-    """LibriSpeech FLAC/WAV -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
+def extract(data, source, store, cache, workers, scheduler, frontend, task, layout, arch, as_json):
+    """Corpus audio (FLAC/WAV/MP3, any rate) -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
 
-    Resumable: files already extracted with the same corpus and feature config are not redone.
+    Resumable: files already extracted with the same corpus, task and feature config are not redone.
     """
-    from gclf.data.features import FeatureConfig, cache_dir_for, find_caches, load_cache, summarize
+    from gclf.data.features import cache_dir_for, find_caches, load_cache, summarize
+    from gclf.data.layouts import detect_layout, scan_any, task_of
     from gclf.frontend.features import with_frontend
+    from gclf.train.recipes import task_graph
 
-    cfg = with_frontend(FeatureConfig(), frontend)
+    if data or source == "flac":
+        task = task_of(detect_layout(resolve_data(data), layout)[0], task)
+    cfg = with_frontend(task_graph(task or "sex", arch)[1], frontend)
     if source == "pkl":
         if data or not find_caches(cache):
-            from gclf.data.corpus import scan_corpus
-
-            cdir = cache_dir_for(scan_corpus(resolve_data(data)).identity(), cfg, cache)
+            cdir = cache_dir_for(scan_any(resolve_data(data), task, layout).identity(), cfg, cache)
         else:
             cdir = find_caches(cache)[0]
         fcfg, utts = load_cache(cdir)
@@ -79,7 +89,7 @@ def extract(data, source, store, cache, workers, scheduler, frontend, as_json):
     try:
         utts, info = corpus_features(resolve_data(data), cfg, tmp or cache, workers,
                                      progress_factory=lambda n: progress(n, "extract", quiet=as_json),
-                                     on_error=warn, scheduler=scheduler)
+                                     on_error=warn, scheduler=scheduler, task=task, layout=layout)
         s = {**summarize(utts, cfg), **{k: info[k] for k in ("done", "reused", "skipped", "skipped_by_reason",
                                                              "skipped_unknown_speaker", "skipped_bad_name")},
              "cache_dir": info["cache_dir"] if store else None}
@@ -93,8 +103,8 @@ def extract(data, source, store, cache, workers, scheduler, frontend, as_json):
     reasons = ", ".join(f"{n} {why}" for why, n in sorted(s["skipped_by_reason"].items()))
     click.echo(f"extracted {s['done']}, reused {s['reused']}, skipped {s['skipped']}"
                + (f" ({reasons})" if reasons else "")
-               + f", {s['skipped_unknown_speaker']} of speakers missing from SPEAKERS.TXT, "
-               f"{s['skipped_bad_name']} not named SPK-CHAP-UTT" + (f"; cache: {s['cache_dir']}" if store else ""))
+               + f", {s['skipped_unknown_speaker']} without a label (of speakers missing from SPEAKERS.TXT), "
+               f"{s['skipped_bad_name']} not named as the layout names files (SPK-CHAP-UTT)" + (f"; cache: {s['cache_dir']}" if store else ""))
 
 
 COMMANDS = [synth, extract]

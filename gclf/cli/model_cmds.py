@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from gclf.errors import GclfError
+from gclf.graph.models import ARCHS
 from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
-from gclf.cli.common import (CONTEXT, cache_option, command_line, data_option, default_data, device_option, emit_json,
-                             json_option, frontend_option, model_option, pct, progress, resolve_data,
-                             resolved_device, scheduler_option, warn, workers_option)
+from gclf.cli.common import (CONTEXT, cache_option, command_line, corpus_option, data_option, default_data,
+                             device_option, emit_json, json_option, frontend_option, model_option, pct, progress,
+                             resolve_data, resolved_device, scheduler_option, task_option, warn, workers_option)
 
 
 def _fold_line(i: int, f: dict) -> None:
@@ -30,18 +31,26 @@ def _print_cv(r: dict) -> None:
 @cache_option
 @click.option("--out", type=click.Path(file_okay=False), default="runs/model", show_default=True,
               help="Run folder for fold*.pt, final.pt, train_log.csv, curves.png, summary.json.")
-@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Speaker-disjoint CV folds.")
-@click.option("--epochs", type=click.IntRange(1, 10000), default=60, show_default=True, help="Most epochs per fold (early stopping).")
-@click.option("--patience", type=click.IntRange(1, 10000), default=12, show_default=True, help="Early-stopping patience, epochs.")
-@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=3e-3, show_default=True, help="AdamW learning rate.")
-@click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
+@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True,
+              help="Speaker-disjoint CV folds (leave-one-speaker-out when the corpus has no more speakers).")
+@click.option("--epochs", type=click.IntRange(1, 10000), default=None,
+              help="Most epochs per fold (early stopping). Default: the task's recipe (sex: 60).")
+@click.option("--patience", type=click.IntRange(1, 10000), default=None,
+              help="Early-stopping patience, epochs. Default: the task's recipe (sex: 12).")
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=None, help="AdamW learning rate [default: 3e-3].")
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="[default: 64]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
-@click.option("--arch", type=click.Choice(["cnn_lstm", "raw_conv"]), default="cnn_lstm", show_default=True,
-              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs of 1.98-s windows) or raw_conv (strided 1-D "
-                   "convolutions on 0.5-s windows of raw 16 kHz audio).")
+@click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
+              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs; 1.98-s windows for sex, 1 s for keywords and "
+                   "digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
+                   "keywords and digits), cnn2d (2-D CNN with batch norm on the MFCC window as an image) or "
+                   "cnn1d (1-D CNN with batch norm on MFCCs). Default: the task's best measured (README, "
+                   "per-task table).")
+@task_option
+@corpus_option
 @click.option("--force", is_flag=True, help="Replace the run already in --out (its files are deleted first).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="A configuration file (best_config.json of `gclf search`): its architecture, training and "
@@ -58,8 +67,8 @@ def _print_cv(r: dict) -> None:
 @scheduler_option
 @frontend_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, force, config_file, resume,
-          checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, task, layout, force,
+          config_file, resume, checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
     --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one,
@@ -67,17 +76,17 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     """
     from gclf.data.pipeline import corpus_features
     from gclf.frontend.features import with_frontend
-    from gclf.graph.models import build_graph, feature_config
     from gclf.manifest import check_run_dir
     from gclf.train.cv import train_run
-    from gclf.data.augment import RECIPE, AugmentConfig
+    from gclf.data.augment import AugmentConfig
+    from gclf.data.layouts import check_trainable, detect_layout, task_of
     from gclf.train.fit import TrainConfig
-
-    from gclf.data.layouts import check_trainable
+    from gclf.train.recipes import task_graph
 
     from dataclasses import replace
 
-    check_trainable(resolve_data(data))
+    data = resolve_data(data)
+    check_trainable(data, layout)
     device = resolved_device(device)
     given = _given(click.get_current_context())
     t_over, m_over = {}, {}
@@ -87,20 +96,22 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
         file_arch, t_over, m_over = read_config(config_file)
         arch = arch if "arch" in given else file_arch
         t_over = {k: v for k, v in t_over.items() if k not in given}
-    graph = build_graph(arch, m_over)
-    fcfg = with_frontend(feature_config(graph), frontend)
-    data = resolve_data(data)
+    task = task_of(detect_layout(data, layout)[0], task)
+    graph, fcfg, recipe = task_graph(task, arch, m_over)
+    fcfg = with_frontend(fcfg, frontend)
     if not (resume and (Path(out) / "manifest.json").is_file()):
         check_run_dir(out, force)           # refuse before any work, and before anything is deleted
-    recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()   # the recipe's pitch shift needs a spectrum
-    acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
+    base = recipe.augment if fcfg.kind in ("mfcc", "audio") else AugmentConfig()   # int_mfcc: no spectrum views
+    acfg = augment_config(base, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
-                                 scheduler=scheduler)
+                                 scheduler=scheduler, task=task, layout=layout)
     if not as_json:
         _print_skipped(info)
-    tcfg = replace(TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, folds=folds, seed=seed,
-                               augment=acfg, device=device), **t_over)
+    typed = {k: v for k, v in dict(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size).items()
+             if v is not None}
+    tcfg = replace(TrainConfig(**{**recipe.train, **typed, "folds": folds, "seed": seed, "augment": acfg,
+                                  "device": device}), **t_over)
     bar = EpochProgress(quiet=as_json)
     r = train_run(utts, out, graph, fcfg, tcfg, info["corpus"], final=final,
                   on_fold=None if as_json else _fold_line, on_epoch=bar, force=force, command=command_line(),
@@ -182,7 +193,7 @@ def _print_eval(r: dict) -> None:
 @workers_option
 @json_option
 def evaluate(model, data, cache, workers, as_json):
-    """Window and utterance accuracy, confusion matrix and recall per sex, on unseen speakers."""
+    """Window and utterance accuracy, confusion matrix and recall per class (the task's names), on unseen speakers."""
     from gclf.train.cv import evaluate_on_corpus, evaluate_run
 
     r = evaluate_on_corpus(model, data, cache, workers) if data else evaluate_run(model, cache, default_data())

@@ -15,7 +15,7 @@ import numpy as np
 
 from gclf.errors import BadAudio, GclfError
 
-AUDIO_SUFFIXES = (".flac", ".wav")
+AUDIO_SUFFIXES = (".flac", ".wav")   # what every layout reads (Common Voice: .mp3)
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
@@ -27,7 +27,7 @@ class Utterance:
     speaker: str
     chapter: str
     utt: str
-    sex: str  # "F" or "M"
+    label: str  # the class name of the corpus's task (sex: "F" or "M"; keyword: "yes", ...)
 
     @property
     def uid(self) -> str:
@@ -36,28 +36,35 @@ class Utterance:
 
 @dataclass
 class Corpus:
-    """What a scan found: the utterances with a known sex, and what was skipped."""
+    """What a scan found: the utterances with a known label for ``task``, and what was skipped."""
 
     root: Path
     utterances: list[Utterance]
-    skipped_unknown_speaker: int = 0
+    skipped_unknown_speaker: int = 0      # (or, where labels are per file, files without a usable label)
     skipped_bad_name: int = 0
     problems: list[str] = field(default_factory=list)
+    layout: str = "librispeech"           # the adapter that read it (gclf.data.layouts)
+    task: str = "sex"                     # the label its utterances carry (gclf.data.tasks)
 
     @property
     def speakers(self) -> dict[str, str]:
-        return {u.speaker: u.sex for u in self.utterances}
+        """{speaker: label} (the label of a speaker's last utterance where labels vary within a speaker)."""
+        return {u.speaker: u.label for u in self.utterances}
 
     def identity(self) -> dict:
-        """What names this corpus wherever it lies: its folder names and a hash of its utterance ids and sexes.
-        A checkpoint and the feature cache record this, never the absolute path."""
-        return corpus_identity(self.root, self.utterances)
+        """What names this corpus wherever it lies: its folder name, layout and task, and a hash of its
+        utterance ids and labels. A checkpoint and the feature cache record this, never the absolute path."""
+        return corpus_identity(self.root, self.utterances, self.layout, self.task)
 
 
-def corpus_identity(root: Path, utterances: list[Utterance]) -> dict:
-    blob = "\n".join(f"{u.uid}:{u.sex}" for u in sorted(utterances, key=lambda u: u.uid))
-    return {"name": root.name or "corpus",
-            "id": hashlib.sha256(blob.encode()).hexdigest()[:16], "utterances": len(utterances)}
+def corpus_identity(root: Path, utterances: list[Utterance], layout: str = "librispeech", task: str = "sex") -> dict:
+    """The sex task hashes what it always hashed (uid:sex lines), so runs made before tasks existed still
+    recognise their corpus (and never count its speakers as unseen); any other task hashes its name too."""
+    blob = "\n".join(f"{u.uid}:{u.label}" for u in sorted(utterances, key=lambda u: u.uid))
+    if task != "sex":
+        blob = f"task={task}\n{blob}"
+    return {"name": root.name or "corpus", "id": hashlib.sha256(blob.encode()).hexdigest()[:16],
+            "utterances": len(utterances), "layout": layout, "task": task}
 
 
 def find_root(path: str | Path) -> Path:
@@ -144,7 +151,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
 
 
 def speaker_folds(speakers: dict[str, str], k: int, seed: int = 0) -> list[list[str]]:
-    """Split speakers into ``k`` disjoint folds, stratified by sex, deterministic for a seed."""
+    """Split speakers into ``k`` disjoint folds, stratified by their value in ``speakers`` (sex, or any
+    stratum: strata in sorted order, so "F" before "M" as always), deterministic for a seed."""
     if k < 2:
         raise GclfError(f"need at least 2 folds, got {k}")
     if len(speakers) < k:
@@ -152,8 +160,8 @@ def speaker_folds(speakers: dict[str, str], k: int, seed: int = 0) -> list[list[
     rng = np.random.default_rng(seed)
     folds: list[list[str]] = [[] for _ in range(k)]
     offset = 0
-    for sex in ("F", "M"):
-        ids = sorted(s for s, x in speakers.items() if x == sex)
+    for stratum in sorted(set(speakers.values())):
+        ids = sorted(s for s, x in speakers.items() if x == stratum)
         rng.shuffle(ids)
         for i, spk in enumerate(ids):
             folds[(i + offset) % k].append(spk)
@@ -162,13 +170,14 @@ def speaker_folds(speakers: dict[str, str], k: int, seed: int = 0) -> list[list[
 
 
 def split_validation(speakers: dict[str, str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Hold out about ``fraction`` of the given speakers (stratified by sex) for early stopping."""
+    """Hold out about ``fraction`` of the given speakers (stratified as :func:`speaker_folds`) for early
+    stopping; ``fraction`` 0 holds out none (training then stops on its own loss)."""
     rng = np.random.default_rng(seed + 7919)
     train, val = [], []
-    for sex in ("F", "M"):
-        ids = sorted(s for s, x in speakers.items() if x == sex)
+    for stratum in sorted(set(speakers.values())):
+        ids = sorted(s for s, x in speakers.items() if x == stratum)
         rng.shuffle(ids)
-        n_val = max(1, int(round(fraction * len(ids)))) if len(ids) > 1 else 0
+        n_val = max(1, int(round(fraction * len(ids)))) if len(ids) > 1 and fraction > 0 else 0
         val += ids[:n_val]
         train += ids[n_val:]
     return sorted(train), sorted(val)

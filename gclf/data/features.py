@@ -27,8 +27,8 @@ from gclf.io import atomic_json, atomic_pickle, safe_load_pickle
 if TYPE_CHECKING:
     from gclf.data.store import FrameRef
 
-CACHE_VERSION = 1
-RECORD_KEYS = {"uid", "speaker", "sex", "seconds", "mfcc"}   # what every cached file holds (extract_utterance)
+CACHE_VERSION = 2   # 2: records carry the task's "label" (1: "sex")
+RECORD_KEYS = {"uid", "speaker", "label", "seconds", "mfcc"}   # what every cached file holds (extract_utterance)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def extract_utterance(utt: Utterance, cfg: FeatureConfig) -> dict:
     if float(np.max(np.abs(audio))) == 0.0:
         raise BadAudio(f"{utt.path}: digital silence", "silent")
     st = os.stat(utt.path)
-    return {"uid": utt.uid, "speaker": utt.speaker, "chapter": utt.chapter, "utt": utt.utt, "sex": utt.sex,
+    return {"uid": utt.uid, "speaker": utt.speaker, "chapter": utt.chapter, "utt": utt.utt, "label": utt.label,
             "seconds": float(seconds), "mfcc": frames(audio, cfg),
             "source": str(utt.path), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
@@ -221,8 +221,11 @@ def extract_corpus(corpus: Corpus, cfg: FeatureConfig, cache_root: str | Path = 
     cache folder must then be one every worker sees at the same path (a shared file system)."""
     out = cache_dir_for(corpus.identity(), cfg, cache_root)
     (out / "files").mkdir(parents=True, exist_ok=True)
+    from gclf.data.tasks import get_task
+
     atomic_json(out / "meta.json", {"corpus": str(corpus.root), "corpus_identity": corpus.identity(),
-                                    "feature_config": asdict(cfg), "cache_version": CACHE_VERSION})
+                                    "feature_config": asdict(cfg), "cache_version": CACHE_VERSION,
+                                    "task": corpus.task, "classes": list(get_task(corpus.task).classes)})
     summary = ExtractSummary(str(out), skipped_unknown_speaker=corpus.skipped_unknown_speaker, errors=[])
     todo = []
     from gclf.data.store import known_sources
@@ -264,17 +267,19 @@ def _collect(results: Iterable, summary: ExtractSummary, progress, on_error) -> 
 
 @dataclass
 class UtteranceFeatures:
-    """One utterance's frames, in memory or (from a cache) in its frame store, read when needed."""
+    """One utterance's frames, in memory or (from a cache) in its frame store, read when needed, and its class."""
 
     uid: str
     speaker: str
-    sex: str
+    target: str                    # class name (sex: "M"/"F"; keyword: "yes", ...)
     seconds: float
     data: "np.ndarray | FrameRef"  # (n_mfcc, T) float32 (kind "audio": (1, samples)), or where the store has it
+    classes: tuple[str, ...] = ("M", "F")   # the task's classes (gclf.data.tasks): label k is classes[k]
 
     @property
     def label(self) -> int:
-        return 1 if self.sex == "F" else 0  # class 1 = female
+        """Class number of ``target`` (sex: 1 = female)."""
+        return self.classes.index(self.target)
 
     @property
     def mfcc(self) -> np.ndarray:
@@ -319,8 +324,9 @@ def load_cache(cache_dir: str | Path) -> tuple[FeatureConfig, list[UtteranceFeat
     if not any((cache_dir / "files").glob("*.pkl")):
         raise GclfError(f"{cache_dir} holds no extracted files: run `gclf extract --store` first")
     path, idx = open_store(cache_dir)
-    utts = [UtteranceFeatures(e["uid"], e["speaker"], e["sex"], e["seconds"],
-                              FrameRef(str(path), e["offset"], e["frames"], idx["channels"]))
+    classes = tuple(json.loads(meta_path.read_text()).get("classes") or ("M", "F"))
+    utts = [UtteranceFeatures(e["uid"], e["speaker"], e["label"], e["seconds"],
+                              FrameRef(str(path), e["offset"], e["frames"], idx["channels"]), classes)
             for e in idx["utterances"]]
     return cfg, utts
 
@@ -334,9 +340,13 @@ def find_caches(cache_root: str | Path) -> list[Path]:
 
 def summarize(utts: list[UtteranceFeatures], cfg: FeatureConfig) -> dict:
     """Counts for `gclf extract --from pkl`."""
-    speakers = {u.speaker: u.sex for u in utts}
+    speakers = {u.speaker: u.target for u in utts}
     windows = sum(len(window_starts(max(u.n_frames, cfg.window_frames), cfg)) for u in utts)
-    return {"utterances": len(utts), "windows": windows, "speakers": len(speakers),
-            "female": sum(1 for s in speakers.values() if s == "F"),
-            "male": sum(1 for s in speakers.values() if s == "M"),
-            "hours": round(sum(u.seconds for u in utts) / 3600, 4)}
+    classes = utts[0].classes if utts else ()
+    out = {"utterances": len(utts), "windows": windows, "speakers": len(speakers),
+           "hours": round(sum(u.seconds for u in utts) / 3600, 4),
+           "per_class": {c: sum(1 for u in utts if u.target == c) for c in classes}}   # utterances
+    if set(classes) == {"M", "F"}:                                                   # speakers by sex
+        out.update(female=sum(1 for s in speakers.values() if s == "F"),
+                   male=sum(1 for s in speakers.values() if s == "M"))
+    return out

@@ -14,11 +14,12 @@ from gclf.errors import GclfError
 def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Path = "pkl_data",
                     workers: int | None = None, progress_factory: Callable | None = None,
                     on_error: Callable[[str], None] | None = None,
-                    scheduler: str | None = None) -> tuple[list[UtteranceFeatures], dict]:
-    """Features of every usable utterance of a corpus in any known layout (:mod:`gclf.data.layouts`): from the
-    cache, extracting what is missing (on the Dask cluster at ``scheduler`` when given). The frames stay in
-    the cache's frame store."""
-    corpus = scan_any(data)
+                    scheduler: str | None = None, task: str | None = None,
+                    layout: str | None = None) -> tuple[list[UtteranceFeatures], dict]:
+    """Features of every usable utterance of a corpus in any known layout (:mod:`gclf.data.layouts`; or the
+    one named ``layout``), labelled for ``task`` (default: the layout's): from the cache, extracting what is
+    missing (on the Dask cluster at ``scheduler`` when given). The frames stay in the cache's frame store."""
+    corpus = scan_any(data, task, layout)
     bar = progress_factory(len(corpus.utterances)) if progress_factory else None
     summary = extract_corpus(corpus, fcfg, cache_root, workers, progress=bar.update if bar else None,
                              on_error=on_error, scheduler=scheduler)
@@ -29,7 +30,7 @@ def corpus_features(data: str | Path, fcfg: FeatureConfig, cache_root: str | Pat
     utts = [u for u in utts if u.uid in wanted]
     if not utts:
         raise GclfError(f"no utterance of {corpus.root} could be featurised")
-    return utts, {**summary.as_dict(), "corpus": corpus.identity(), "root": str(corpus.root),
+    return utts, {**summary.as_dict(), "corpus": corpus.identity(), "root": str(corpus.root), "task": corpus.task,
                   "skipped_bad_name": corpus.skipped_bad_name}
 
 
@@ -49,12 +50,12 @@ def features_for_checkpoint(ck: dict, cache_root: str | Path = "pkl_data", data:
         raise GclfError(f"the features of the model's corpus ({ident.get('name')}, {ident.get('utterances')} "
                         f"utterances, id {ident.get('id')}) are not in {cache_root}/: pass --data DIR (or set "
                         "GCLF_DATA) with that corpus")
-    corpus = scan_any(data)
+    corpus = scan_any(data, ident.get("task"), ident.get("layout"))
     if corpus.identity()["id"] != ident.get("id"):
         raise GclfError(f"{corpus.root} is not the corpus this model was trained on ({len(corpus.utterances)} "
                         f"utterances, id {corpus.identity()['id']}; the model's: {ident.get('utterances')} "
                         f"utterances, id {ident.get('id')})")
-    return corpus_features(corpus.root, fcfg, cache_root, workers)[0]
+    return corpus_features(corpus.root, fcfg, cache_root, workers, task=corpus.task, layout=corpus.layout)[0]
 
 
 def _features_from_path(ck: dict, fcfg: FeatureConfig, cache_root, corpus, workers) -> list[UtteranceFeatures]:

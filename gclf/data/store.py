@@ -5,7 +5,7 @@ memory does not grow with the corpus. The pickles in ``files/`` stay the cache's
 audio file, resumable); the store is derived from them and rebuilt whenever they change:
 
     <cache>/frames-<token>.f32   utterance after utterance, each (frames, channels) C-order, float32
-    <cache>/frames.json          {"file", "channels", "utterances": [{uid, speaker, sex, seconds,
+    <cache>/frames.json          {"file", "channels", "utterances": [{uid, speaker, label, seconds,
                                   offset, frames, pkl_size, pkl_mtime_ns}, ...]}
 
 Both are written atomically (temp file + rename; the data file first, under a fresh name, then the index
@@ -29,7 +29,7 @@ from gclf.errors import GclfError
 from gclf.io import atomic_json, atomic_write
 
 INDEX = "frames.json"
-STORE_VERSION = 1
+STORE_VERSION = 2   # 2: entries carry "label" (1: "sex")
 STALE_SECONDS = 3600   # unreferenced data files older than this are removed (younger ones may be in use elsewhere)
 
 
@@ -108,7 +108,7 @@ def build_store(cache_dir: str | Path) -> dict:
             elif m.shape[0] != channels:
                 raise GclfError(f"{pkl}: {m.shape[0]} channels, the cache's others have {channels}")
             fh.write(np.ascontiguousarray(m.T).astype("<f4", copy=False).tobytes())
-            entries.append({"uid": r["uid"], "speaker": r["speaker"], "sex": r["sex"], "seconds": r["seconds"],
+            entries.append({"uid": r["uid"], "speaker": r["speaker"], "label": r["label"], "seconds": r["seconds"],
                             "offset": offset, "frames": int(m.shape[1]),
                             "pkl_size": int(st.st_size), "pkl_mtime_ns": int(st.st_mtime_ns),
                             "src_size": r.get("size"), "src_mtime_ns": r.get("mtime_ns")})

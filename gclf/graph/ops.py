@@ -1,18 +1,29 @@
 """The model graph: an ordered list of typed ops, the one description every backend walks.
 
-Tensors between ops are either sequences ``(C, T)`` (channels by time, batch first in every backend: a
-PyTorch or numpy array is ``(B, C, T)``) or flat vectors ``(N,)``. Each op states its output shape from its
-input shape (:meth:`Op.out_shape`), so a graph checks itself when it is built and every backend can size its
-buffers without knowing which network it runs. Ops:
+Tensors between ops are sequences ``(C, T)`` (channels by time, batch first in every backend: a PyTorch or
+numpy array is ``(B, C, T)``), images ``(C, H, W)`` (``(B, C, H, W)``) or flat vectors ``(N,)``. Each op states
+its output shape from its input shape (:meth:`Op.out_shape`), so a graph checks itself when it is built and
+every backend can size its buffers without knowing which network it runs. Ops:
 
 ``Norm``     front-end on the host, float64: per-window mean removal over time (``cmn``), then
              ``(x - offset) * scale`` per channel (statistics from training data). Not a layer of the
              integer datapath: its output is quantized to the input format.
-``Conv1d``   valid 1-D convolution with ``stride``, bias, optional ReLU.
+``Conv1d``   valid 1-D convolution with ``stride``, bias, optional ReLU; ``bn``: batch norm between the
+             convolution and the ReLU, in float training only (see below).
 ``MaxPool``  max over windows of ``kernel`` steps, ``stride`` apart (default: non-overlapping).
+``Image``    ``(C, T) -> (1, T, C)``: a window as a one-channel image, rows the T frames, columns the C
+             coefficients (this orientation moves no data in the time-major C layout).
+``Conv2d``   valid 2-D convolution, square ``kernel``, ``stride`` on both axes, bias, optional ReLU, ``bn``.
+``MaxPool2d`` max over square windows of ``kernel``, ``stride`` apart (default: non-overlapping).
+``GlobalMaxPool`` ``(C, ...) -> (C,)``: the max of each channel over time (and space).
 ``LSTM``     one layer, gates (i, f, g, o) as in ``nn.LSTM``, h and c from 0: ``(C, T) -> (hidden, T)``.
 ``Flatten``  ``(C, T) -> (T * C,)`` time-major: element ``t * C + c``.
 ``Linear``   ``(in,) -> (out,)``, bias, optional ReLU; ``dropout`` on its input, training only.
+
+Batch norm (``bn=True`` on a convolution) exists only while a float model trains: every other backend
+(fixed point, fake-quant, integer reference, ONNX, C, weight export) runs the graph after
+:func:`gclf.backends.bnfold.fold_batchnorm` has folded each batch norm into its convolution's weights and
+bias (``bn=False``), and refuses a graph that still has one.
 
 Backends hold one handler per op kind in a :class:`gclf.graph.registry.Registry`; nothing outside this
 module and the model builders names a layer or assumes an order.
@@ -63,6 +74,7 @@ class Conv1d(Op):
     kernel: int = 1
     stride: int = 1
     relu: bool = True
+    bn: bool = False               # batch norm before the ReLU (float training; folded for everything else)
     weighted: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
@@ -120,7 +132,68 @@ class Linear(Op):
         return (self.out_features,)
 
 
-OP_KINDS: dict[str, type[Op]] = {c.__name__: c for c in (Norm, Conv1d, MaxPool, LSTM, Flatten, Linear)}
+def _image(op: Op, shape: Shape, channels: int | None = None) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise GclfError(f"{op.name} ({op.kind}) needs a (channels, height, width) input, got shape {shape}")
+    if channels is not None and shape[0] != channels:
+        raise GclfError(f"{op.name} ({op.kind}) expects {channels} input channels, got {shape[0]}")
+    return shape
+
+
+def _windows(op: Op, size: int, kernel: int, step: int, what: str) -> int:
+    if size < kernel:
+        raise GclfError(f"{op.name}: input of {size} {what} is shorter than the kernel ({kernel})")
+    return (size - kernel) // step + 1
+
+
+@dataclass(frozen=True)
+class Image(Op):
+    def out_shape(self, shape: Shape) -> Shape:
+        c, t = self._seq(shape)
+        return 1, t, c
+
+
+@dataclass(frozen=True)
+class Conv2d(Op):
+    in_channels: int = 1
+    out_channels: int = 1
+    kernel: int = 3                # square
+    stride: int = 1
+    relu: bool = True
+    bn: bool = False               # batch norm before the ReLU (float training; folded for everything else)
+    weighted: ClassVar[bool] = True
+
+    def out_shape(self, shape: Shape) -> Shape:
+        _, h, w = _image(self, shape, self.in_channels)
+        return (self.out_channels, _windows(self, h, self.kernel, self.stride, "rows"),
+                _windows(self, w, self.kernel, self.stride, "columns"))
+
+
+@dataclass(frozen=True)
+class MaxPool2d(Op):
+    kernel: int = 2                # square
+    stride: int = 0                # 0: the kernel (non-overlapping windows)
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.kernel
+
+    def out_shape(self, shape: Shape) -> Shape:
+        c, h, w = _image(self, shape)
+        return (c, _windows(self, h, self.kernel, self.step, "rows"),
+                _windows(self, w, self.kernel, self.step, "columns"))
+
+
+@dataclass(frozen=True)
+class GlobalMaxPool(Op):
+    def out_shape(self, shape: Shape) -> Shape:
+        if len(shape) not in (2, 3):
+            raise GclfError(f"{self.name} (GlobalMaxPool) needs a (C, T) or (C, H, W) input, got shape {shape}")
+        return (shape[0],)
+
+
+OP_KINDS: dict[str, type[Op]] = {c.__name__: c for c in (Norm, Conv1d, MaxPool, LSTM, Flatten, Linear, Image, Conv2d,
+                                                         MaxPool2d, GlobalMaxPool)}
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class Row:
     folds: int | None = None
     source: str = ""                            # run folder, or "benchmark: <name>"
     kind: str = "step"                          # "step" of gclf's chain, or "peer" (another runtime)
+    task: str = "sex"                           # the run's task (gclf.data.tasks) and, below, its network
+    arch: str = ""
 
 
 # ---- what a checkpoint is ---------------------------------------------------------------------------
@@ -170,8 +172,12 @@ def row_for_run(folder: str | Path, latency: bool = True, evaluate: bool = False
     ck = load_checkpoint(checkpoint_paths(folder)[0])
     chain = chain_of(ck)
     acc = folder_accuracy(folder, chain[-1].kind, evaluate, cache_root, data)
+    from gclf.checkpoint import graph_of
+
+    corpus = ck.get("corpus") if isinstance(ck.get("corpus"), dict) else {}
     row = Row(step=step_label(chain), chain=step_label(chain), runtime=runtime_of(ck),
-              weight_bytes=weight_bytes(ck), source=str(folder), **acc)
+              weight_bytes=weight_bytes(ck), source=str(folder), task=corpus.get("task", "sex"),
+              arch=graph_of(ck).arch, **acc)
     if latency:
         row.latency_us, row.latency_source = measure_latency(ck), "timeit, median"
     return row
@@ -335,14 +341,16 @@ def _num(v: float | None, fmt: str) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     """step | runs on | utterance accuracy ± std | window accuracy | weight bytes | µs/window (batch 1)
-    [| µs/window over the whole evaluation, from a benchmark] | run folder or benchmark."""
+    [| µs/window over the whole evaluation, from a benchmark] | run folder or benchmark; with a first column
+    "task (network)" when the rows are not all of the sex task (a per-task table: keywords, digits, ...)."""
     evals = any(r.evaluation_us_per_window is not None for r in rows)
-    head = ["step", "runs on", "utterance accuracy", "window accuracy", "weight bytes", "µs / window, batch 1"]
+    tasks = any(r.task != "sex" for r in rows if r.kind == "step")
+    head = (["task (network)"] if tasks else []) + ["step", "runs on", "utterance accuracy", "window accuracy", "weight bytes", "µs / window, batch 1"]
     head += ["µs / window, whole evaluation"] if evals else []
     head += ["from"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.step, r.runtime, _pct(r.accuracy_utterance, r.accuracy_utterance_std), _pct(r.accuracy_window),
+        cells = ([f"{r.task} ({r.arch})" if r.kind == "step" else ""] if tasks else []) + [r.step, r.runtime, _pct(r.accuracy_utterance, r.accuracy_utterance_std), _pct(r.accuracy_window),
                  _num(r.weight_bytes, ",d"), _num(r.latency_us, ",.1f")]
         cells += [_num(r.evaluation_us_per_window, ",.1f")] if evals else []
         cells += [r.source if r.source.startswith("benchmark") else f"`{Path(r.source).name}`"]

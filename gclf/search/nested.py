@@ -56,7 +56,9 @@ class Trial:
 
 
 def _speakers(utts) -> dict[str, str]:
-    return {u.speaker: u.sex for u in utts}
+    from gclf.train.fit import speaker_strata
+
+    return speaker_strata(utts)
 
 
 def _run_trial(job: tuple) -> dict:

@@ -141,8 +141,13 @@ class FixedPointModel:
 
 def quantize(model, cfg: QuantConfig, calibration: torch.Tensor | None = None) -> FixedPointModel:
     """Calibrate activation ranges on ``calibration`` windows (not needed for weights only) and choose every
-    format: the fixed-point model of ``model`` (which is not changed)."""
+    format: the fixed-point model of ``model`` (which is not changed: batch norm, if any, is folded into its
+    convolution in a copy first, :func:`gclf.backends.bnfold.fold_batchnorm`; ``FixedPointModel.model`` is
+    that folded copy)."""
+    from gclf.backends.bnfold import fold_batchnorm
     from gclf.backends.fixed import make_spec
+
+    model = fold_batchnorm(model)
 
     if not cfg.weights_only and calibration is None:
         raise GclfError("quantizing activations needs calibration windows")

@@ -70,6 +70,7 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     report = {"accuracy_float": acc_float["accuracy_utterance"], "accuracy_float_window": acc_float["accuracy_window"],
               "accuracy_ptq": acc_ptq["accuracy_utterance"], "accuracy_ptq_window": acc_ptq["accuracy_window"]}
     final = acc_ptq
+    model = fixed.model                 # batch norm folded (the model itself when it has none)
     if qat_epochs > 0:
         finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0,
                  device=device)

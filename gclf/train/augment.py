@@ -89,19 +89,20 @@ def _read_index(index: Path, uids: set[str]) -> dict | None:
 
 def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureConfig, acfg: AugmentConfig,
               seed: int, cache_root: str | Path | None = "pkl_data", workers: int | None = None,
-              progress_factory=None) -> list[UtteranceFeatures]:
+              progress_factory=None, task: str | None = None, layout: str | None = None) -> list[UtteranceFeatures]:
     """``utts`` as AugmentedUtterances with their views (the input unchanged when no audio augmentation).
 
     With a ``cache_root`` the views are streamed into one float32 frame file (one utterance's views in memory
     at a time) and read back window by window like the feature cache's frame store, so memory does not grow
     with the views; the file and its JSON index are written atomically and reused by the next run of the
-    same corpus, features, augmentation and seed. Without one they are kept in memory."""
+    same corpus, features, augmentation and seed. Without one they are kept in memory. ``task``/``layout``:
+    how to read ``corpus`` (default: detected, the layout's default task)."""
     if not acfg.audio_active:
         return utts
     from gclf.data.layouts import scan_any
     from gclf.io import atomic_json, atomic_write
 
-    scanned = scan_any(corpus)
+    scanned = scan_any(corpus, task, layout)
     paths = {u.uid: str(u.path) for u in scanned.utterances}
     todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid in paths]
     index = _cache_file(scanned.root, fcfg, acfg, seed, Path(cache_root)) if cache_root else None
@@ -141,7 +142,8 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
                 views = _refs(index, idx)
         if bar:
             bar.close()
-    return [AugmentedUtterance(u.uid, u.speaker, u.sex, u.seconds, u.data, views.get(u.uid, [])) for u in utts]
+    return [AugmentedUtterance(u.uid, u.speaker, u.target, u.seconds, u.data, u.classes, views.get(u.uid, []))
+            for u in utts]
 
 
 def epoch_utterances(utts: list[UtteranceFeatures], acfg: AugmentConfig,

@@ -20,7 +20,7 @@ from gclf.graph.ops import Graph
 from gclf.io import atomic_json
 from gclf.manifest import new_run_id, prepare_run_dir, write_manifest
 from gclf.train.evaluate import evaluate, summarize_folds
-from gclf.train.fit import TrainConfig, fold_splits, plot_curves, train_fold, write_log_csv
+from gclf.train.fit import TrainConfig, fold_splits, speaker_strata, plot_curves, train_fold, write_log_csv
 from gclf.train.resume import Checkpointing
 
 
@@ -92,11 +92,14 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
     from gclf.train.augment import add_views
 
     check_two_classes(utts)
+    ident = corpus if isinstance(corpus, dict) else {}
     if tcfg.augment.audio_active and audio is None:
         raise GclfError("audio augmentation reads the corpus audio: pass its folder (train_run(audio=...))")
-    utts = add_views(utts, audio, fcfg, tcfg.augment, tcfg.seed, cache_root, workers, progress_factory)
+    utts = add_views(utts, audio, fcfg, tcfg.augment, tcfg.seed, cache_root, workers, progress_factory,
+                     ident.get("task"), ident.get("layout"))
     splits = fold_splits(utts, tcfg.folds, tcfg.seed)
-    man = dict(folds=tcfg.folds, final=final, arch=graph.arch, seed=tcfg.seed,
+    n_folds = len(splits)                          # fewer than asked: leave-one-speaker-out
+    man = dict(folds=n_folds, final=final, arch=graph.arch, seed=tcfg.seed,
                config={"train": asdict(tcfg), "features": asdict(fcfg)}, chain=["train"], corpus=corpus,
                command=command or f"gclf train --out {out}" + (" --final" if final else ""))
     run_id = resumable_run(out, man) if resume else None
@@ -107,7 +110,7 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
     write_manifest(out, complete=False, **man)
     rows, folds, t0 = [], [], time.time()
     if final:
-        splits.append(({u.speaker: u.sex for u in utts}, []))
+        splits.append((speaker_strata(utts), []))
     states = [out / f"resume-{f'fold{i}' if test_spk else 'final'}.pt" for i, (_, test_spk) in enumerate(splits, 1)]
     jobs = [(utts, train_spk, test_spk, graph, fcfg, tcfg, tcfg.seed + i, Checkpointing(str(st), checkpoint_every))
             for i, ((train_spk, test_spk), st) in enumerate(zip(splits, states), start=1)]
@@ -124,7 +127,7 @@ def train_run(utts: list[UtteranceFeatures], out: str | Path, graph: Graph, fcfg
     for i, ((train_spk, test_spk), (model, metrics, info)) in enumerate(
             zip(splits, _fold_results(jobs, scheduler, log_factory)), start=1):
         name = f"fold{i}" if test_spk else "final"
-        split = {**info["split"], "fold": i if test_spk else None, "folds": tcfg.folds, "seed": tcfg.seed}
+        split = {**info["split"], "fold": i if test_spk else None, "folds": n_folds, "seed": tcfg.seed}
         ck = make_checkpoint(model, fcfg, [Train(asdict(tcfg), info["epochs_run"])], split, corpus, metrics,
                              extra={"run_id": run_id})
         save_checkpoint(out / f"{name}.pt", ck)
@@ -172,13 +175,16 @@ def resumable_run(out: str | Path, man: dict) -> str | None:
 
 
 def check_two_classes(utts: list[UtteranceFeatures]) -> None:
-    """A corpus with speakers of one sex only would train a constant and report 100 %: refused."""
-    sexes = {u.sex for u in utts}
-    if len(sexes) < 2:
-        only = {"F": "female", "M": "male"}.get(next(iter(sexes), ""), "unlabelled")
+    """A corpus with one class only would train a constant and report 100 %: refused."""
+    labels = {u.target for u in utts}
+    if len(labels) < 2:
         n = len({u.speaker for u in utts})
-        raise GclfError(f"the corpus has {only} speakers only ({n} speakers): a classifier needs both sexes "
-                        "(check SPEAKERS.TXT)")
+        if labels <= {"F", "M"}:
+            only = {"F": "female", "M": "male"}.get(next(iter(labels), ""), "unlabelled")
+            raise GclfError(f"the corpus has {only} speakers only ({n} speakers): a classifier needs both sexes "
+                            "(check SPEAKERS.TXT)")
+        raise GclfError(f"the corpus has one class only ({next(iter(labels))!r}, {n} speakers): a classifier "
+                        "needs two or more")
 
 
 def evaluate_run(model_path: str | Path, cache_root: str | Path = "pkl_data", data: str | Path | None = None) -> dict:
@@ -204,7 +210,8 @@ def evaluate_on_corpus(model_path: str | Path, data: str | Path, cache_root: str
         ck = load_checkpoint(p)
         fcfg = FeatureConfig.from_dict(ck["feature_config"])
         if fcfg not in feats:                    # folds of a run share one feature config: load once
-            feats[fcfg] = corpus_features(data, fcfg, cache_root, workers)[0]
+            task = (ck.get("corpus") or {}).get("task") if isinstance(ck.get("corpus"), dict) else None
+            feats[fcfg] = corpus_features(data, fcfg, cache_root, workers, task=task)[0]
         utts = feats[fcfg]
         split = ck.get("split", {})
         seen = set(split.get("train_speakers", [])) | set(split.get("val_speakers", []))
@@ -239,12 +246,11 @@ def _evaluation_summary(results: list[dict], uids: set[str], windows: int) -> di
 def _same_corpus(recorded, data) -> bool:
     """Whether ``data`` is the corpus a checkpoint recorded: the same identity (or, for checkpoints that
     recorded a path, the same folder)."""
-    from gclf.data.corpus import scan_corpus
-    from gclf.data.layouts import find_any_root
+    from gclf.data.layouts import find_any_root, scan_any
 
     if isinstance(recorded, dict):
         try:
-            return scan_corpus(data).identity()["id"] == recorded.get("id")
-        except GclfError:        # not a LibriSpeech-layout corpus: not the one a gclf run trains on
+            return scan_any(data, recorded.get("task"), recorded.get("layout")).identity()["id"] == recorded.get("id")
+        except GclfError:        # not readable as the run's layout and task: not the run's corpus
             return False
     return Path(recorded or "").resolve() == find_any_root(data)

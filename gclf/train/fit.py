@@ -219,10 +219,25 @@ def train_fold(utts: list[UtteranceFeatures], train_speakers: dict[str, str], te
     return model, metrics, {"split": split, **hist}
 
 
+def speaker_strata(utts: list[UtteranceFeatures]) -> dict[str, str]:
+    """{speaker: stratum} for stratified folds: a speaker's label where all their utterances share one (sex,
+    age; a keyword corpus's silence clips), else "*" (speakers who say many words or digits)."""
+    labels: dict[str, set[str]] = {}
+    for u in utts:
+        labels.setdefault(u.speaker, set()).add(u.target)
+    return {s: next(iter(ls)) if len(ls) == 1 else "*" for s, ls in labels.items()}
+
+
+def fold_count(n_speakers: int, k: int) -> int:
+    """``k``, or leave-one-speaker-out (one fold per speaker) when there are no more than ``k`` speakers."""
+    return min(k, n_speakers)
+
+
 def fold_splits(utts: list[UtteranceFeatures], k: int, seed: int) -> list[tuple[dict[str, str], list[str]]]:
-    """(training speakers with sex, test speakers) per fold."""
-    speakers = {u.speaker: u.sex for u in utts}
-    folds = speaker_folds(speakers, k, seed)
+    """(training speakers with their stratum, test speakers) per fold; leave-one-speaker-out when there are
+    no more than ``k`` speakers (FSDD's 5)."""
+    speakers = speaker_strata(utts)
+    folds = speaker_folds(speakers, fold_count(len(speakers), k), seed)
     out = []
     for test in folds:
         tset = set(test)

@@ -39,7 +39,8 @@ def _xmax(fmt) -> int:
 @dataclass(frozen=True)
 class Tensor:
     """A tensor of the C datapath: a C expression of its first ``gclf_act_t`` element, and its shape
-    ((C, T) stored time-major, element t * C + c; or (N,))."""
+    ((C, T) stored time-major, element t * C + c; (C, H, W) stored channel-last, element (h * W + w) * C + c;
+    or (N,))."""
 
     expr: str
     shape: tuple[int, ...]

@@ -20,7 +20,10 @@ Built for the datapath of a small CPU (Cortex-M4 first, x86 as well):
   and the flattened vector are contiguous; convolution weights are stored (out, k, in) so each output is one
   sequential dot product. With int32 accumulators and <= 16-bit weights and activations, convolutions widen
   their input once to int16 and compute blocks of 2 outputs x 2 steps; with ``__ARM_FEATURE_DSP`` (and without
-  ``GCLF_NO_DSP``) the products are SMLAD dual multiply-accumulates, bit-exact with the portable C.
+  ``GCLF_NO_DSP``) the products are SMLAD dual multiply-accumulates, bit-exact with the portable C;
+- images (C, H, W) are stored channel-last ((H, W, C), element (h * W + w) * C + c): a time-major window is
+  already the image (1, T, C) (``Image`` moves nothing), a 2-D convolution's kernel row is contiguous, and its
+  weights are stored (out, k, k, in) (portable dot products; no paired kernel for Conv2d yet).
 
 The text is filled into ``templates/*.tmpl`` with ``string.Template``; :mod:`gclf.backends.c.build` compiles,
 measures and runs it on the host, :mod:`gclf.backends.c.target` on an emulated Cortex-M4.

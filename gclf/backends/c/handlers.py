@@ -10,7 +10,7 @@ from gclf.backends.c.context import Context, Tensor, _bias_terms, _check_shifts,
 from gclf.backends.c.support import activation_c
 from gclf.backends.weights import c_ident, c_literal, c_type, tensor_comment
 from gclf.errors import GclfError
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm, Op
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Image, Linear, MaxPool, MaxPool2d, Norm, Op
 from gclf.graph.registry import Registry
 
 CONV_CHUNK = 16         # output steps per widened chunk of a paired convolution (RAM: its input rows as int16)
@@ -77,6 +77,33 @@ class _MaxPool(CHandler):
         ctx.function("ops/maxpool.c.tmpl", name=op.name, fn=_fn(op), c=c, t_in=t, t_out=y.shape[1], k=op.kernel,
                      step=op.step)
         return [f"{_fn(op)}({x.expr}, {y.expr});"]
+
+
+@HANDLERS.register(MaxPool2d)
+class _MaxPool2d(CHandler):
+    @staticmethod
+    def emit(ctx, op: MaxPool2d, x, y):
+        c, h, w = x.shape
+        ctx.function("ops/maxpool2d.c.tmpl", name=op.name, fn=_fn(op), c=c, h_in=h, w_in=w, h_out=y.shape[1],
+                     w_out=y.shape[2], k=op.kernel, step=op.step)
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
+
+
+@HANDLERS.register(GlobalMaxPool)
+class _GlobalMaxPool(CHandler):
+    @staticmethod
+    def emit(ctx, op: GlobalMaxPool, x, y):
+        ctx.function("ops/globalmaxpool.c.tmpl", name=op.name, fn=_fn(op), c=x.shape[0], n=math.prod(x.shape[1:]))
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
+
+
+@HANDLERS.register(Image)
+class _Image(CHandler):
+    """(C, T) stored time-major (element t * C + c) is the image (1, T, C) stored channel-last: no code."""
+
+    @staticmethod
+    def out_elems(op, in_shape, out_shape):
+        return None
 
 
 @HANDLERS.register(Flatten)
@@ -176,6 +203,33 @@ class _Conv1d(_Affine):
             ctx.function("ops/conv1d.c.tmpl", **common, w=sym, kc=kc, relu=_relu(op.relu, ["acc"], 12))
             kernel = f"one sequential dot product per output ({ctx.acc_ctype})"
         ctx.info[op.name]["kernel"] = kernel
+        return [f"{_fn(op)}({x.expr}, {y.expr});"]
+
+
+@HANDLERS.register(Conv2d)
+class _Conv2d(_Affine):
+    """Portable C: one sequential dot product per output and kernel row (no paired-product kernel yet)."""
+
+    @staticmethod
+    def macs(op, in_shape, out_shape):
+        return op.out_channels * op.in_channels * op.kernel ** 2 * out_shape[1] * out_shape[2]
+
+    @staticmethod
+    def emit(ctx, op: Conv2d, x, y):
+        bs, rs = _affine_shifts(ctx, op)
+        path = _matrices(ctx, op)["weight"][0]
+        wq = ctx.ref.q[path + ".weight"]
+        O, C, K, _ = wq.ints.shape
+        (_, h_in, w_in), (_, h_out, w_out) = x.shape, y.shape
+        w = wq.ints.transpose(0, 2, 3, 1).reshape(O, K * K * C)                # (O, K, K, C): kernel rows in order
+        sym = "gclf_" + c_ident(path) + "_weight"
+        note = tensor_comment(path + ".weight", wq).rstrip() + "\n/* stored (out, k, k, in): channel-last patches */"
+        ctx.array(sym, c_type(ctx.w_bits), w, note)
+        f = _Affine.fields(ctx, op, rs, "o")
+        ctx.function("ops/conv2d.c.tmpl", **f, c_in=C, c_out=O, k=K, stride=op.stride, h_in=h_in, w_in=w_in,
+                     h_out=h_out, w_out=w_out, b=ctx.bias(op, bs), w=sym, row=K * C, line=w_in * C,
+                     relu=_relu(op.relu, ["acc"], 16))
+        ctx.info[op.name]["kernel"] = f"one sequential dot product per output and kernel row ({ctx.acc_ctype})"
         return [f"{_fn(op)}({x.expr}, {y.expr});"]
 
 

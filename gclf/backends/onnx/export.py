@@ -58,7 +58,9 @@ def reference_model(ck: dict):
     fake-quant model (the float64 twin of the integer reference; weights only: float activations)."""
     from gclf.checkpoint import build_float_model, quant_of
 
-    model, q = build_float_model(ck), quant_of(ck)
+    from gclf.backends.bnfold import fold_batchnorm
+
+    model, q = fold_batchnorm(build_float_model(ck)), quant_of(ck)
     name = "float model"
     if q is not None:
         from gclf.backends.fakequant import FakeQuantNet
@@ -150,10 +152,16 @@ def build_onnx(ck: dict, opset: int) -> tuple[object, list[str], str]:
     """(ModelProto, notes, form) for a checkpoint."""
     from gclf.checkpoint import build_float_model, chain_of, quant_of
 
+    from gclf.backends.bnfold import fold_batchnorm, has_batchnorm
+
     model, q = build_float_model(ck), quant_of(ck)
+    notes = []
+    if has_batchnorm(model.graph):                       # a float checkpoint (quantize folds them already)
+        model = fold_batchnorm(model)
+        notes.append("batch norm folded into the convolution before it (gclf.backends.bnfold)")
     spec = q.spec if q is not None else None
     proto, form = onnx_model(model, spec, opset)
-    return proto, [frontend_note(model), *form_notes(model, spec, chain_of(ck))], form
+    return proto, [frontend_note(model), *form_notes(model, spec, chain_of(ck)), *notes], form
 
 
 def frontend_note(model) -> str:

@@ -53,7 +53,7 @@ from gclf.approx import get_approx
 from gclf.backends.fixed import HANDLERS as FIXED
 from gclf.backends.fixed import expand, integer_weights, lstm_formats, plan
 from gclf.errors import GclfError
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Image, Linear, MaxPool, MaxPool2d, Norm
 from gclf.graph.registry import Registry
 from gclf.graph.spec import QuantSpec, site_name
 from gclf.quant.qformat import QFormat
@@ -382,17 +382,52 @@ def _conv(g: OnnxGraph, op: Conv1d, x: Value) -> Value:
     return g.result(op, g.node("Relu", y) if op.relu else y, op.out_shape(x.shape))
 
 
-@HANDLERS.register(MaxPool)
-def _pool(g: OnnxGraph, op: MaxPool, x: Value) -> Value:
-    """MaxPool before the requantization its input owes (passed on), on 8-bit codes, or on floats (see
-    :class:`Value`: all give the reference's max of the requantized integers)."""
-    pool = lambda t: g.node("MaxPool", t, kernel_shape=[op.kernel], strides=[op.step])  # noqa: E731
-    shape = op.out_shape(x.shape)
+@HANDLERS.register(Conv2d)
+def _conv2d(g: OnnxGraph, op: Conv2d, x: Value) -> Value:
+    """Conv (valid, strided, square kernel) with bias, optional Relu; owes the requantization."""
+    x = g.settle(x)
+    k, s = [op.kernel] * 2, [op.stride] * 2
+    y = g.node("Conv", g.floats(x), g.weight(op), g.bias(op), kernel_shape=k, strides=s)
+    return g.result(op, g.node("Relu", y) if op.relu else y, op.out_shape(x.shape))
+
+
+def _max(g: OnnxGraph, x: Value, shape: tuple[int, ...], pool) -> Value:
+    """A max (``pool``: tensor name -> tensor name) before the requantization its input owes (passed on), on
+    8-bit codes, or on floats (see :class:`Value`: all give the reference's max of the requantized integers)."""
     if x.owed is not None or x.codes is None:
         return Value(pool(x.name), shape, x.owed)
     if x.codes.fmt.width <= 8:                              # ONNX MaxPool takes int8/uint8, not int16
         return g.move(x, shape, pool)
     return Value(pool(g.floats(x)), shape)
+
+
+@HANDLERS.register(MaxPool)
+def _pool(g: OnnxGraph, op: MaxPool, x: Value) -> Value:
+    return _max(g, x, op.out_shape(x.shape),
+                lambda t: g.node("MaxPool", t, kernel_shape=[op.kernel], strides=[op.step]))
+
+
+@HANDLERS.register(MaxPool2d)
+def _pool2d(g: OnnxGraph, op: MaxPool2d, x: Value) -> Value:
+    return _max(g, x, op.out_shape(x.shape),
+                lambda t: g.node("MaxPool", t, kernel_shape=[op.kernel] * 2, strides=[op.step] * 2))
+
+
+@HANDLERS.register(GlobalMaxPool)
+def _global_pool(g: OnnxGraph, op: GlobalMaxPool, x: Value) -> Value:
+    """MaxPool over the whole of time (and space), then Reshape (B, C, 1[, 1]) -> (B, C); MaxPool rather than
+    GlobalMaxPool, which takes no int8."""
+    flat = g.const(np.array([0, -1], np.int64))
+    return _max(g, x, op.out_shape(x.shape),
+                lambda t: g.node("Reshape", g.node("MaxPool", t, kernel_shape=list(x.shape[1:])), flat))
+
+
+@HANDLERS.register(Image)
+def _image(g: OnnxGraph, op: Image, x: Value) -> Value:
+    """(B, C, T) -> (B, 1, T, C): Transpose then Unsqueeze, on the codes."""
+    axis = g.const(np.array([1], np.int64))
+    return g.move(x, op.out_shape(x.shape),
+                  lambda t: g.node("Unsqueeze", g.node("Transpose", t, perm=[0, 2, 1]), axis))
 
 
 @HANDLERS.register(Flatten)

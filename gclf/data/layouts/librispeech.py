@@ -7,6 +7,7 @@ from gclf.data.corpus import Corpus, find_root, scan_corpus
 from gclf.errors import GclfError
 
 NAME = "librispeech"
+TASKS = ("sex",)          # the tasks it labels; the first is its default
 
 
 def detect(path: Path) -> Path | None:
@@ -16,5 +17,5 @@ def detect(path: Path) -> Path | None:
         return None
 
 
-def scan(path: str | Path) -> Corpus:
+def scan(path: str | Path, task: str = "sex") -> Corpus:
     return scan_corpus(path)

@@ -15,6 +15,7 @@ from gclf.data.corpus import AUDIO_SUFFIXES, Corpus, Utterance
 from gclf.errors import GclfError
 
 NAME = "ravdess"
+TASKS = ("sex",)
 EVALUATION_ONLY = True      # a corpus to measure generalisation on: `gclf train` refuses it
 _ACTOR_DIR = re.compile(r"^Actor_(\d{2})$")
 _FILE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
@@ -36,12 +37,12 @@ def detect(path: Path) -> Path | None:
     return path.resolve() if _actor_dirs(path) else None
 
 
-def scan(path: str | Path) -> Corpus:
+def scan(path: str | Path, task: str = "sex") -> Corpus:
     """Every audio file under the Actor_NN folders, sorted; a label from the actor number."""
     root = detect(Path(path))
     if root is None:
         raise GclfError(f"{path}: no Actor_NN folders (not a RAVDESS-layout corpus)")
-    corpus = Corpus(root=root, utterances=[])
+    corpus = Corpus(root=root, utterances=[], layout=NAME, task="sex")
     for d in _actor_dirs(root):
         for f in sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
             m = _FILE.match(f.stem)

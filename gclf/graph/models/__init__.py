@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from gclf.errors import GclfError
-from gclf.graph.models import cnn_lstm, raw_conv
+from gclf.graph.models import cnn1d, cnn2d, cnn_lstm, raw_conv
 from gclf.graph.ops import Graph
 
 ARCHS: dict[str, tuple[type, Callable[..., Graph]]] = {
     cnn_lstm.ARCH: (cnn_lstm.CnnLstmConfig, cnn_lstm.build),
     raw_conv.ARCH: (raw_conv.RawConvConfig, raw_conv.build),
+    cnn2d.ARCH: (cnn2d.Cnn2dConfig, cnn2d.build),
+    cnn1d.ARCH: (cnn1d.Cnn1dConfig, cnn1d.build),
 }
 DEFAULT_ARCH = cnn_lstm.ARCH
 
