@@ -69,7 +69,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     fcfg = with_frontend(feature_config(graph), frontend)
     data = resolve_data(data)
     check_run_dir(out, force)               # refuse before any work, and before anything is deleted
-    recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()   # the recipe's pitch shift needs a spectrum
+    recipe = RECIPE if fcfg.kind in ("mfcc", "int_mfcc") else AugmentConfig()  # its pitch shift needs a spectrum
     acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
