@@ -148,3 +148,20 @@ def test_raw_audio_features_take_audio_augmentation_only():
     assert snr == pytest.approx(20.0, abs=0.01)
     with pytest.raises(GclfError, match="MFCC"):
         augmented_mfcc(a, raw, AugmentConfig(copies=1, pitch=(1.1, 1.2)), np.random.default_rng(0))
+
+
+def test_int_frontend_views_are_its_float_mirror_not_librosa(librosa_warm):
+    """An ``int_mfcc`` corpus gets augmented views in its own front-end's features: with no perturbation they
+    are the integer front-end's frames within the float mirror's bound, far from librosa's MFCCs (whose floor
+    and scale differ), and a pitch shift still moves them."""
+    from gclf.frontend.features import int_mfcc_frames
+
+    fc = replace(FC, kind="int_mfcc")
+    a = harmonic(125.0, seconds=1.5)
+    same = mfcc_from_power(power_spectrum(a, fc), fc)
+    frames = int_mfcc_frames(a, fc)
+    assert same.shape == frames.shape and same.dtype == np.float32
+    assert np.abs(same - frames).max() < 0.05                 # the mirror's tested bound, in dB
+    assert np.abs(mfcc(a, FC) - frames).max() > 1.0           # what the views were before: librosa's features
+    shifted = augmented_mfcc(a, fc, AugmentConfig(copies=1, pitch=(1.4, 1.4)), np.random.default_rng(0))
+    assert shifted.shape == frames.shape and np.abs(shifted - frames).mean() > 0.5

@@ -52,6 +52,7 @@ def test_train_and_quantize_on_the_int_front_end(synth_corpus, tmp_path):
     assert r.exit_code == 0, (r.output, r.exception)
     t = json.loads(r.stdout)
     assert t["accuracy_utterance_mean"] > 0.6          # synthetic voices: far above chance even in 3 epochs
+    assert t["train_config"]["augment"]["copies"] == 3  # the default recipe applies to the integer front-end too
     import torch
 
     ck = torch.load(f"{out}/fold1.pt", weights_only=True)

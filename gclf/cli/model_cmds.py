@@ -101,7 +101,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     fcfg = with_frontend(fcfg, frontend)
     if not (resume and (Path(out) / "manifest.json").is_file()):
         check_run_dir(out, force)           # refuse before any work, and before anything is deleted
-    base = recipe.augment if fcfg.kind in ("mfcc", "audio") else AugmentConfig()   # int_mfcc: no spectrum views
+    base = recipe.augment if fcfg.kind in ("mfcc", "int_mfcc", "audio") else AugmentConfig()
     acfg = augment_config(base, **{k: aug[k] for k in AUGMENT_KEYS})
     utts, info = corpus_features(data, fcfg, cache, workers,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json), on_error=warn,
