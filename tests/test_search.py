@@ -121,3 +121,17 @@ def test_search_and_config_errors_are_one_line(synth_corpus, monkeypatch, capsys
 def test_search_help():
     r = CliRunner().invoke(cli, ["search", "--help"])
     assert r.exit_code == 0 and "--param" in r.output and "--json" in r.output and "nested" in r.output
+
+
+def test_search_refuses_a_task_other_than_sex_in_one_line(tmp_path, monkeypatch, capsys):
+    """Search builds the sex task's network: on a keyword corpus it says so before any work."""
+    from tests.test_layouts_tasks import write_speech_commands
+
+    root = write_speech_commands(tmp_path / "sc")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["gclf", "search", "--data", str(root), "--param", "lr=1e-3,3e-3"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "sex task" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

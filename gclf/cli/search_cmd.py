@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from gclf.errors import GclfError
+
 from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
 from gclf.cli.common import (CONTEXT, cache_option, data_option, device_option, emit_json, json_option, pct,
                              progress, resolve_data, resolved_device, scheduler_option, warn)
@@ -64,7 +66,7 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
     from dataclasses import replace
 
     from gclf.data.augment import RECIPE, AugmentConfig
-    from gclf.data.layouts import check_trainable
+    from gclf.data.layouts import check_trainable, detect_layout, task_of
     from gclf.data.pipeline import corpus_features
     from gclf.frontend.features import with_frontend
     from gclf.graph.models import build_graph, feature_config
@@ -76,6 +78,10 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
 
     data = resolve_data(data)
     check_trainable(data)
+    task = task_of(detect_layout(data)[0], None)
+    if task != "sex":
+        raise GclfError(f"gclf search runs on the sex task (LibriSpeech layout) for now; {data} is a {task} corpus: "
+                        "search its recipe's settings by hand with gclf train --lr/--epochs/--arch")
     device = resolved_device(device)
     t_over, m_over = {}, {}
     if config_file:
@@ -84,7 +90,7 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
     scfg = SearchConfig(outer=outer, inner=inner, n_iter=n_iter, seed=seed)
     cands = candidates(space, n_iter, seed)
     fcfg = with_frontend(feature_config(build_graph(arch, m_over)), "librosa")
-    recipe = RECIPE if fcfg.kind == "mfcc" else AugmentConfig()
+    recipe = RECIPE if fcfg.kind in ("mfcc", "int_mfcc") else AugmentConfig()
     acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
     tcfg = replace(TrainConfig(seed=seed, folds=outer, augment=acfg, device=device), **t_over)
     utts, info = corpus_features(data, fcfg, cache, workers, on_error=warn, scheduler=scheduler,
