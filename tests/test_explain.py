@@ -228,3 +228,26 @@ def test_cli_bad_input_is_one_line(trained_run, synth_corpus, tmp_path):
     assert "--epsilon" in r.output
     with pytest.raises(GclfError, match="epsilon must be > 0"):
         LrpConfig(epsilon=0.0)
+
+
+@pytest.mark.parametrize("arch", ["cnn2d", "cnn1d"])
+def test_cnn_rules_conserve_relevance_with_zero_biases(arch):
+    """The CNNs' ops (Image, Conv2d, MaxPool2d, GlobalMaxPool; batch norm folded first) conserve relevance
+    like the others: with zero biases and epsilon -> 0 the map sums to the score."""
+    from gclf.backends.bnfold import fold_batchnorm
+    from gclf.backends.torch_float import GraphNet
+    from gclf.graph.models import build_graph
+
+    torch.manual_seed(0)
+    net = GraphNet(build_graph(arch, {"n_frames": 51}, classes=("a", "b", "c")))
+    with torch.no_grad():                                  # a batch norm that is not the identity
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    model = zero_biases(fold_batchnorm(net.eval()))
+    x = torch.randn(4, 40, 51)
+    e = explain_windows(model, x, LrpConfig(epsilon=1e-9, score="logit"))
+    total = e.relevance.reshape(len(e.score), -1).sum(axis=1)
+    assert np.all(np.abs(e.score) > 1e-4)
+    np.testing.assert_allclose(total, e.score, rtol=CONSERVATION_RTOL, atol=1e-6)

@@ -4,7 +4,7 @@ A handler is ``rule(op, module, x, r, cfg) -> r_in``: ``module`` is the op's mod
 :class:`gclf.backends.torch_float.GraphNet` (None for ops without one), ``x`` the op's input activation
 (batch first) and ``r`` the relevance of its output, same shape as that output. The rules:
 
-``Conv1d``, ``Linear``, ``MaxPool``
+``Conv1d``, ``Conv2d``, ``Linear``, ``MaxPool``, ``MaxPool2d``
     Captum's epsilon rule (:class:`captum.attr._utils.lrp_rules.EpsilonRule`, run by ``captum.attr.LRP``):
     ``R_i = x_i * sum_j w_ji R_j / (z_j + eps sign z_j)`` over the pre-activation ``z`` (a ReLU passes
     relevance unchanged; a max-pool gives each window's relevance to its maximum). The bias takes its share
@@ -21,8 +21,14 @@ A handler is ``rule(op, module, x, r, cfg) -> r_in``: ``module`` is the op's mod
     Identity: the relevance of a raw coefficient is that of its normalised value (the op is an affine
     front-end; the epsilon rule through the per-window mean would spread each frame's relevance over the whole
     window and put large cancelling values on raw coefficients whose mean is removed). Conserves exactly.
-``Flatten``
-    Identity, reshaped back to (C, T).
+``Flatten``, ``Image``
+    Identity, reshaped back to the op's input shape ((C, T)).
+``GlobalMaxPool``
+    Winner-take-all: each channel's relevance goes to the position of its maximum (what the epsilon rule
+    gives a max; conserves exactly).
+
+Batch norm is folded into its convolution before explaining (:func:`gclf.backends.bnfold.fold_batchnorm`, exact
+up to float rounding), so a convolution's module is always a plain ``nn.Conv1d``/``nn.Conv2d``.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from gclf.errors import GclfError
-from gclf.graph.ops import LSTM, Conv1d, Flatten, Linear, MaxPool, Norm
+from gclf.graph.ops import LSTM, Conv1d, Conv2d, Flatten, GlobalMaxPool, Image, Linear, MaxPool, MaxPool2d, Norm
 from gclf.graph.registry import Registry
 
 RULES = Registry("LRP")
@@ -97,7 +103,7 @@ def captum_epsilon(layer: nn.Module, x: torch.Tensor, r: torch.Tensor, eps: floa
     return out.detach()
 
 
-@RULES.register(Conv1d, Linear)
+@RULES.register(Conv1d, Conv2d, Linear)
 def _affine(op, module, x, r, cfg: LrpConfig):
     # ReLU (if any): relevance unchanged onto the pre-activation; the layer: Captum's epsilon rule
     return captum_epsilon(module, x, r, cfg.epsilon)
@@ -106,6 +112,24 @@ def _affine(op, module, x, r, cfg: LrpConfig):
 @RULES.register(MaxPool)
 def _maxpool(op: MaxPool, module, x, r, cfg: LrpConfig):
     return captum_epsilon(nn.MaxPool1d(op.kernel, op.step), x, r, cfg.epsilon)
+
+
+@RULES.register(MaxPool2d)
+def _maxpool2d(op: MaxPool2d, module, x, r, cfg: LrpConfig):
+    return captum_epsilon(nn.MaxPool2d(op.kernel, op.step), x, r, cfg.epsilon)
+
+
+@RULES.register(GlobalMaxPool)
+def _global_max(op, module, x, r, cfg: LrpConfig):       # x (B, C, ...), r (B, C)
+    flat = x.flatten(2)
+    out = torch.zeros_like(flat)
+    out.scatter_(2, flat.argmax(dim=2, keepdim=True), r.unsqueeze(2).to(out.dtype))
+    return out.reshape(x.shape)
+
+
+@RULES.register(Image)
+def _image(op, module, x, r, cfg: LrpConfig):            # (B, 1, T, C) -> (B, C, T)
+    return r.squeeze(1).transpose(1, 2)
 
 
 @RULES.register(Norm)

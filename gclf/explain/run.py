@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gclf.backends.bnfold import fold_batchnorm
 from gclf.checkpoint import build_float_model, checkpoint_paths, deploy_checkpoint, load_checkpoint, quant_of
 from gclf.data.features import FeatureConfig
 from gclf.errors import GclfError
@@ -48,7 +49,7 @@ def load_explainer(model_path: str | Path, fold: int | None = None) -> Explainer
         path, note = deploy_checkpoint(model_path)
     ck = load_checkpoint(path)
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
-    model = build_float_model(ck)
+    model = fold_batchnorm(build_float_model(ck))        # LRP rules read plain convolutions
     if model.graph.input_kind != "mfcc" or fcfg.kind == "audio":
         raise GclfError(f"{path}: `gclf explain` draws relevance over MFCC frames; this model reads "
                         f"{model.graph.input_kind} windows")
