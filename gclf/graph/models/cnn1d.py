@@ -9,15 +9,16 @@ into each convolution for quantization and every export (:mod:`gclf.backends.bnf
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from gclf.graph.models.config import JsonConfig
 from gclf.graph.ops import Conv1d, GlobalMaxPool, Graph, Linear, MaxPool, Norm
 
 ARCH = "cnn1d"
 
 
 @dataclass(frozen=True)
-class Cnn1dConfig:
+class Cnn1dConfig(JsonConfig):
     n_mfcc: int = 40                        # input coefficients (channels)
     n_frames: int = 99                      # window length the model is built for
     channels: tuple[int, ...] = (48, 48, 64)
@@ -27,14 +28,6 @@ class Cnn1dConfig:
     n_classes: int = 2
     dropout: float = 0.2                    # on the classifier's input, training only
     cmn: bool = True                        # per-window cepstral mean normalisation in norm
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Cnn1dConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
 
 
 def build(cfg: Cnn1dConfig = Cnn1dConfig(), classes: tuple[str, ...] = ("M", "F")) -> Graph:

@@ -11,15 +11,16 @@ export (:mod:`gclf.backends.bnfold`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from gclf.graph.models.config import JsonConfig
 from gclf.graph.ops import Conv2d, GlobalMaxPool, Graph, Image, Linear, MaxPool2d, Norm
 
 ARCH = "cnn2d"
 
 
 @dataclass(frozen=True)
-class Cnn2dConfig:
+class Cnn2dConfig(JsonConfig):
     n_mfcc: int = 40                        # input coefficients (the image's width)
     n_frames: int = 99                      # window length the model is built for (the image's height)
     channels: tuple[int, ...] = (16, 32, 48)
@@ -30,14 +31,6 @@ class Cnn2dConfig:
     n_classes: int = 2
     dropout: float = 0.2                    # on the classifier's input, training only
     cmn: bool = True                        # per-window cepstral mean normalisation in norm
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Cnn2dConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
 
 
 def build(cfg: Cnn2dConfig = Cnn2dConfig(), classes: tuple[str, ...] = ("M", "F")) -> Graph:

@@ -9,15 +9,16 @@ which removes gain and channel colouring) and scales by training-set statistics.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from gclf.graph.models.config import JsonConfig
 from gclf.graph.ops import LSTM, Conv1d, Flatten, Graph, Linear, MaxPool, Norm
 
 ARCH = "cnn_lstm"
 
 
 @dataclass(frozen=True)
-class CnnLstmConfig:
+class CnnLstmConfig(JsonConfig):
     n_mfcc: int = 40            # input coefficients
     n_frames: int = 99          # window length the model was built for (84..99 give 5 LSTM steps)
     conv1_channels: int = 16
@@ -35,19 +36,6 @@ class CnnLstmConfig:
     def lstm_steps(self) -> int:
         t = self.n_frames - (self.conv1_kernel - 1) - (self.conv2_kernel - 1)
         return t // self.pool
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["fc_hidden"] = list(self.fc_hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CnnLstmConfig":
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        if "fc_hidden" in d:
-            d["fc_hidden"] = tuple(d["fc_hidden"])
-        return cls(**d)
 
 
 def build(cfg: CnnLstmConfig = CnnLstmConfig(), classes: tuple[str, ...] = ("M", "F")) -> Graph:

@@ -8,15 +8,16 @@ Default (input 0.5 s = 8,000 samples; 2,186 parameters, ~340k MACs per window):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from gclf.graph.models.config import JsonConfig
 from gclf.graph.ops import Conv1d, Flatten, Graph, Linear, MaxPool, Norm
 
 ARCH = "raw_conv"
 
 
 @dataclass(frozen=True)
-class RawConvConfig:
+class RawConvConfig(JsonConfig):
     n_samples: int = 8000                 # window: 0.5 s at 16 kHz
     channels: tuple[int, ...] = (8, 16, 16)
     kernels: tuple[int, ...] = (32, 4, 3)
@@ -26,14 +27,6 @@ class RawConvConfig:
     n_classes: int = 2
     dropout: float = 0.2
     cmn: bool = True                      # remove each window's DC offset
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RawConvConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
 
 
 def build(cfg: RawConvConfig = RawConvConfig(), classes: tuple[str, ...] = ("M", "F")) -> Graph:
