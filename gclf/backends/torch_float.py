@@ -81,6 +81,14 @@ class LSTMCell(nn.Module):
         self.hh.bias.copy_(lstm.bias_hh_l0)
 
 
+class _NoModule:
+    """A handler of an op without parameters: it builds no module."""
+
+    @staticmethod
+    def build(op):
+        return None
+
+
 @HANDLERS.register(Norm)
 class _Norm:
     @staticmethod
@@ -127,44 +135,28 @@ class _Conv:
 
 
 @HANDLERS.register(Image)
-class _Image:
-    @staticmethod
-    def build(op):
-        return None
-
+class _Image(_NoModule):
     @staticmethod
     def forward(op, mod, x, training):                  # (B, C, T) -> (B, 1, T, C)
         return x.transpose(1, 2).unsqueeze(1)
 
 
 @HANDLERS.register(MaxPool2d)
-class _Pool2d:
-    @staticmethod
-    def build(op):
-        return None
-
+class _Pool2d(_NoModule):
     @staticmethod
     def forward(op: MaxPool2d, mod, x, training):
         return F.max_pool2d(x, op.kernel, op.step)
 
 
 @HANDLERS.register(GlobalMaxPool)
-class _GlobalPool:
-    @staticmethod
-    def build(op):
-        return None
-
+class _GlobalPool(_NoModule):
     @staticmethod
     def forward(op, mod, x, training):                  # (B, C, ...) -> (B, C)
         return x.flatten(2).amax(dim=2)
 
 
 @HANDLERS.register(MaxPool)
-class _Pool:
-    @staticmethod
-    def build(op):
-        return None
-
+class _Pool(_NoModule):
     @staticmethod
     def forward(op: MaxPool, mod, x, training):
         return F.max_pool1d(x, op.kernel, op.step)
@@ -182,11 +174,7 @@ class _LSTM:
 
 
 @HANDLERS.register(Flatten)
-class _Flatten:
-    @staticmethod
-    def build(op):
-        return None
-
+class _Flatten(_NoModule):
     @staticmethod
     def forward(op, mod, x, training):                  # (B, C, T) -> (B, T*C), time-major
         return x.transpose(1, 2).flatten(1)

@@ -55,12 +55,6 @@ class Trial:
         return self.phase, self.outer, self.inner, self.config
 
 
-def _speakers(utts) -> dict[str, str]:
-    from gclf.train.fit import speaker_strata
-
-    return speaker_strata(utts)
-
-
 def _run_trial(job: tuple) -> dict:
     """One trial, runnable in any process: train on the split's training speakers, test on its held-out ones."""
     from gclf.train.cv import _check_one_thread_per_worker
