@@ -27,6 +27,11 @@ def mfcc_from_power(power: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -
         db = 10.0 * np.log10(mel)
     if cfg.floor_mode == "frame":
         db = np.maximum(db, np.maximum(db.max(axis=1, keepdims=True) - cfg.top_db, cfg.min_db))
+    elif cfg.floor_mode == "running":              # peak[t] = max(loud[t], peak[t-1] - decay, min_db)
+        loud = np.maximum(db.max(axis=1), cfg.min_db) if db.size else np.zeros(0)
+        i = np.arange(loud.size)
+        peak = np.maximum.accumulate(loud + cfg.decay_db * i) - cfg.decay_db * i if loud.size else loud
+        db = np.maximum(db, np.maximum(peak - cfg.top_db, cfg.min_db)[:, None])
     else:
         db = np.maximum(db, cfg.floor_db)
     return (db @ dct_matrix(cfg).T).T
