@@ -26,7 +26,8 @@ PCM int16 -> MFCC frames, per frame (nothing depends on the whole clip):
      sits there; a single LSB at the window centre already gives a loudest band of about -105 dB.
    - ``"running"``: each band floored at a causal running peak minus ``top_db``, never below ``min_db``: the
      peak is the loudest band of this frame or the previous peak lowered by ``decay_db`` (Q16 ``decay_q``),
-     whichever is larger, and never below ``min_db`` (``peak[t] = max(loud[t], peak[t-1] - decay, min)``,
+     whichever is larger (the decay rounded to Q16 log2: 0.05 dB is 1089 / 2^16 log2 = 0.050022 dB, which the
+     float mirror uses too), and never below ``min_db`` (``peak[t] = max(loud[t], peak[t-1] - decay, min)``,
      starting at ``min_db`` with a clip's first frame). It follows a clip's loud part as librosa's whole-clip
      ``top_db`` floor does, forgets it at ``decay_db`` per frame, and is streamable: the peak is the only
      state (one int32 in the stream struct). Still level-invariant above ``min_db``.
