@@ -54,8 +54,11 @@ FLOOR_MODES = ("frame", "running", "absolute")
 # Named floors (``gclf train --frontend int-<name>``): the FrontendConfig fields each sets. "running" uses
 # librosa's own lowest value (its ``amin`` = 1e-10 power, -100 dB) as the guard: digital silence before any
 # speech then sits at -100 dB as in librosa instead of -190 dB.
+# "running70" floors 10 dB higher: on LibriSpeech it floors about the share of band values librosa's clip floor
+# does (9.8 % against 7.8 %; "running" 3.9 %, "frame" 0.4 %), hiding the same quiet background.
 FLOORS = {"frame": {"floor_mode": "frame"},
-          "running": {"floor_mode": "running", "min_db": -100.0}}
+          "running": {"floor_mode": "running", "min_db": -100.0},
+          "running70": {"floor_mode": "running", "min_db": -100.0, "top_db": 70.0}}
 
 
 @dataclass(frozen=True)
