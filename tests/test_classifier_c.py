@@ -122,3 +122,35 @@ def test_classifier_c_is_bit_exact_on_real_utterances(int_fixed, harness):
         pcm = pcm16(load_audio(f, 16000))
         got, _ = run_classifier_c(harness, pcm, [1000, 7, 333])
         np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), INT))
+
+
+@pytest.fixture(scope="module")
+def run_harness(int_fixed, cc, tmp_path_factory):
+    """The same network behind the running-peak floor (``--frontend int-running``)."""
+    from dataclasses import replace
+
+    model, spec = int_fixed
+    fcfg = replace(INT, fe_floor="running")
+    return build_classifier_harness(tmp_path_factory.mktemp("clr"), cc, model, spec, fcfg, prefix="vr_"), fcfg
+
+
+def _loud_then_quiet():
+    return np.concatenate([edge_cases(8000)["full_scale_square"], speech("M", 12, 3.0) // 32,
+                           np.zeros(5000, np.int16), speech("F", 13, 1.0) // 8])
+
+
+@pytest.mark.parametrize("chunking", [None, "one", "small", "large"])
+def test_running_floor_classifier_is_bit_exact_and_streams_the_same(int_fixed, run_harness, chunking):
+    """Whole clip equal to the numpy integer path (which differs from the frame floor's on this clip: the peak
+    of the loud start floors the quiet speech after it), and every chunking equal to the whole clip."""
+    model, spec = int_fixed
+    exe, fcfg = run_harness
+    pcm = _loud_then_quiet()
+    want = clip_logits_int(pcm, IntegerReference(model, spec), fcfg)
+    if chunking is None:
+        np.testing.assert_array_equal(run_classifier_c(exe, pcm)[0], want)
+        assert not np.array_equal(want, clip_logits_int(pcm, IntegerReference(model, spec), INT))
+        return
+    rng = np.random.default_rng(5)
+    chunks = {"one": [1], "small": rng.integers(1, 40, 500), "large": rng.integers(1, 9000, 50)}[chunking]
+    np.testing.assert_array_equal(run_classifier_c(exe, pcm, chunks)[0], want)

@@ -139,7 +139,8 @@ def test_streaming_frame_count_at_clip_boundaries(stream_exe, n):
     np.testing.assert_array_equal(got, want)
 
 
-def test_export_frontend_cli_writes_prefixed_verified_c(cc, tmp_path):
+@pytest.mark.parametrize("floor", ["frame", "running"])
+def test_export_frontend_cli_writes_prefixed_verified_c(cc, tmp_path, floor):
     import json
 
     from click.testing import CliRunner
@@ -147,12 +148,13 @@ def test_export_frontend_cli_writes_prefixed_verified_c(cc, tmp_path):
     from gclf.cli import cli
 
     r = CliRunner().invoke(cli, ["export-frontend", "--out", str(tmp_path / "fe"), "--prefix", "x_", "--verify",
-                                 "--json"])
+                                 "--floor", floor, "--json"])
     assert r.exit_code == 0, r.output
     j = json.loads(r.stdout)
-    assert j["verify"]["mismatches"] == 0 and j["verify"]["frames"] > 500
+    assert j["verify"]["mismatches"] == 0 and j["verify"]["frames"] > 500 and j["config"]["floor_mode"] == floor
     h = (tmp_path / "fe" / "x_frontend.h").read_text()
     assert "X_FE_N_MFCC" in h and "x_fe_stream_push" in h and "gclf_" not in h
+    assert ("running peak" in h) == (floor == "running")
 
 
 def test_export_frontend_bad_prefix_is_one_line(monkeypatch, capsys, tmp_path):

@@ -62,7 +62,15 @@ def test_export_c_of_an_int_model_holds_the_classifier(int_q8, cc):
                                                  "classifier.c", "classifier.h"))
     text = "".join((out / n).read_text() for n in names)
     assert "gclf_infer" not in text and "spk_cl_push" in text
-    assert json.loads(r.stdout)["classifier"]["stream_state_bytes"] > 0
+    state = json.loads(r.stdout)["classifier"]["stream_state_bytes"]
+    main = tmp / "sizeof.c"
+    main.write_text('#include <stdio.h>\n#include "spk_classifier.h"\n'
+                    'int main(void) { printf("%u\\n", (unsigned)sizeof(spk_cl_stream_t)); return 0; }\n')
+    import subprocess
+
+    subprocess.run([cc, "-std=c99", "-I", str(out), "-o", str(tmp / "sizeof"), str(main)], check=True)
+    assert int(subprocess.run([str(tmp / "sizeof")], capture_output=True, text=True).stdout) == state
+    assert f"RAM: {state} bytes per spk_cl_stream_t" in (out / "spk_classifier.h").read_text()
     bad = CliRunner().invoke(cli, ["export-c", "--model", model, "--out", str(tmp / "e2"), "--prefix", "9x"])
     assert isinstance(bad.exception, GclfError) and "prefix" in str(bad.exception)
     assert not (tmp / "e2").exists() or not any((tmp / "e2").glob("*.c"))
@@ -98,3 +106,27 @@ def test_onnx_export_says_it_does_not_cover_the_front_end(int_q8):
     r = CliRunner().invoke(cli, ["export-onnx", "--model", model_dir, "--out", str(tmp / "onnx"), "--json"])
     assert r.exit_code == 0, (r.output, r.exception)
     assert "not covered: the front-end" in r.output
+
+
+@pytest.mark.parametrize("frontend", ["int-running"])
+def test_a_model_on_another_floor_runs_the_same_in_c(synth_corpus, tmp_path, cc, frontend):
+    """The checkpoint carries its floor: quantize, the integer reference and the generated C from PCM all
+    compute the running floor (predict --engine c agrees with --engine int), and the export says which."""
+    cache, run = str(tmp_path / "pkl"), str(tmp_path / "run")
+    r = CliRunner().invoke(cli, ["train", "--data", str(synth_corpus), "--cache", cache, "--out", run,
+                                 "--frontend", frontend, "--folds", "2", "--epochs", "1", "--no-final", "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    r = CliRunner().invoke(cli, ["quantize", "--model", run, "--bits", "8", "--cache", cache, "--out", run + "-q8",
+                                 "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads(r.stdout)["bit_exact_mismatches"] == 0
+    files = [str(f) for f in sorted(synth_corpus.rglob("*.flac"))[:4]]
+    out = {}
+    for engine in ("int", "c"):
+        r = CliRunner().invoke(cli, ["predict", *files, "--model", run + "-q8", "--engine", engine, "--json"])
+        assert r.exit_code == 0, (r.output, r.exception)
+        out[engine] = json.loads(r.stdout)
+    assert [a["probabilities"] for a in out["int"]] == [b["probabilities"] for b in out["c"]]
+    r = CliRunner().invoke(cli, ["export-c", "--model", run + "-q8", "--out", str(tmp_path / "e"), "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "running peak" in (tmp_path / "e" / "gclf_frontend.h").read_text()

@@ -88,12 +88,16 @@ def scheduler_option(f):
 
 
 def frontend_option(f):
-    return click.option("--frontend", type=click.Choice(["librosa", "numpy", "int"]), default="librosa",
+    from gclf.frontend.config import FLOORS
+
+    return click.option("--frontend", type=click.Choice(["librosa", "numpy", "int", *(f"int-{f}" for f in FLOORS)]),
+                        default="librosa",
                         show_default=True,
                         help="How MFCCs are computed: librosa (float; the README figures' features), numpy (the same "
                              "definition vectorised: the MFCC step 1.3-2.4x faster, within 0.005 of librosa; a "
                              "separate cache) or int (the integer front-end the device runs, gclf.frontend: "
-                             "bit-exact with its generated C).")(f)
+                             "bit-exact with its generated C; int-<floor> chooses its log floor: frame (int's), "
+                             "running (a causal running peak) or running70 (the same 70 dB below it), see README).")(f)
 
 
 def device_option(f):

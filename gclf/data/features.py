@@ -48,6 +48,7 @@ class FeatureConfig:
                                # (window_frames and window_hop then count samples; the MFCC fields are unused)
     mfcc_impl: str = "librosa"  # "librosa": librosa.feature.mfcc (the figures' features); "numpy": the same
                                 # definition vectorised (gclf.data.fastmfcc), faster, within its ATOL
+    fe_floor: str = "frame"    # int_mfcc: the integer front-end's log floor, a name of gclf.frontend.config.FLOORS
 
     def key(self) -> str:
         d = asdict(self)
@@ -55,6 +56,7 @@ class FeatureConfig:
             d.pop("kind")
         if d["mfcc_impl"] == "librosa":    # ... and before `mfcc_impl` existed
             d.pop("mfcc_impl")
+        d.pop("fe_floor")                  # part of the front-end's key below (int_mfcc); unused otherwise
         if self.kind == "int_mfcc":        # the integer front-end's definition is part of its identity
             from gclf.frontend.features import frontend_config
 
@@ -65,6 +67,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureConfig":
         names = {f.name for f in fields(cls)}
+        d = {"fe_floor": "frame", **d}     # configs written before fe_floor existed used the per-frame floor
         return cls(**{k: v for k, v in d.items() if k in names})
 
 

@@ -39,6 +39,9 @@ def floor_text(cfg: FrontendConfig) -> str:
     """The floor in words (header comment)."""
     if cfg.floor_mode == "frame":
         return f"floor {cfg.top_db:g} dB below the frame's loudest band (never below {cfg.min_db:g} dB)"
+    if cfg.floor_mode == "running":
+        return (f"floor {cfg.top_db:g} dB below a running peak of the frames' loudest bands that falls "
+                f"{cfg.decay_db:g} dB per frame (never below {cfg.min_db:g} dB)")
     return f"absolute floor {cfg.floor_db:g} dB"
 
 
@@ -58,7 +61,10 @@ def frontend_fields(cfg: FrontendConfig, prefix: str = "gclf_") -> dict:
         "bitrev": _array(t.bitrev, 16), "mel_lo": _array(t.mel_lo, 16), "mel_len": _array(t.mel_len, 16),
         "mel_nnz": mel_w.size, "mel_w": _array(mel_w), "band_off": _array(t.band_off, 8),
         "log_table": _array(t.log_table, 8), "dct": dct_rows, "floor_q": t.floor_q,
-        "top_q": t.top_q, "frame_floor": int(cfg.floor_mode == "frame"), "floor_text": floor_text(cfg),
+        "top_q": t.top_q, "decay_q": t.decay_q, "rel_floor": int(cfg.floor_mode in ("frame", "running")),
+        "running_floor": int(cfg.floor_mode == "running"), "floor_text": floor_text(cfg),
+        "peak_text": ("this floor keeps its peak there (Q16 log2, falling by decay_q = "
+                      f"{t.decay_q} per frame)" if cfg.floor_mode == "running" else "this floor does not use it"),
         "mant_mask": (1 << cfg.log_frac) - 1, "rem_bits": rem_bits, "rem_mask": (1 << rem_bits) - 1,
         "rem_half": 1 << (rem_bits - 1), "log_one": 1 << cfg.log_frac,
         "out_shift": cfg.log_frac + cfg.dct_frac - cfg.out_frac,

@@ -7,17 +7,23 @@ from dataclasses import replace
 import numpy as np
 
 from gclf.errors import GclfError
-from gclf.frontend.config import FrontendConfig
+from gclf.frontend.config import FLOORS, FrontendConfig
 from gclf.frontend.intref import mfcc_int, pcm16
 
 FRONTENDS = {"librosa": ("mfcc", "librosa"), "numpy": ("mfcc", "numpy"),   # --frontend name ->
-             "int": ("int_mfcc", "librosa")}                                  # (FeatureConfig.kind, .mfcc_impl)
+             "int": ("int_mfcc", "librosa"),                                  # (FeatureConfig.kind, .mfcc_impl)
+             **{f"int-{name}": ("int_mfcc", "librosa") for name in FLOORS}}   # int-<floor>: that floor
 
 
 def frontend_config(fcfg) -> FrontendConfig:
-    """The front-end definition of a FeatureConfig (its MFCC fields; every format at its default)."""
+    """The front-end definition of a FeatureConfig (its MFCC fields and its named floor, ``fe_floor``; every
+    other format at its default)."""
+    floor = getattr(fcfg, "fe_floor", "frame")
+    if floor not in FLOORS:
+        raise GclfError(f"unknown front-end floor {floor!r}: choose one of {', '.join(FLOORS)}")
     return FrontendConfig(sample_rate=fcfg.sample_rate, n_fft=fcfg.n_fft, hop=fcfg.hop_length,
-                          n_mels=fcfg.n_mels, n_mfcc=fcfg.n_mfcc, fmin=float(fcfg.fmin), fmax=float(fcfg.fmax))
+                          n_mels=fcfg.n_mels, n_mfcc=fcfg.n_mfcc, fmin=float(fcfg.fmin), fmax=float(fcfg.fmax),
+                          **FLOORS[floor])
 
 
 def input_frac_of(fcfg) -> int | None:
@@ -34,8 +40,8 @@ def int_mfcc_frames(audio: np.ndarray, fcfg) -> np.ndarray:
 
 
 def with_frontend(fcfg, frontend: str):
-    """``fcfg`` computed by the named front-end: librosa (float MFCC), numpy (the same, vectorised) or int
-    (the integer front-end)."""
+    """``fcfg`` computed by the named front-end: librosa (float MFCC), numpy (the same, vectorised), int
+    (the integer front-end with ``fcfg``'s floor) or int-<floor> (with that floor of ``FLOORS``)."""
     if frontend not in FRONTENDS:
         raise GclfError(f"unknown front-end {frontend!r}: choose one of {', '.join(FRONTENDS)}")
     if fcfg.kind == "audio":
@@ -43,4 +49,5 @@ def with_frontend(fcfg, frontend: str):
             raise GclfError(f"--frontend {frontend} computes MFCCs; this architecture reads raw audio")
         return fcfg
     kind, impl = FRONTENDS[frontend]
-    return replace(fcfg, kind=kind, mfcc_impl=impl)
+    floor = frontend[4:] if frontend.startswith("int-") else fcfg.fe_floor
+    return replace(fcfg, kind=kind, mfcc_impl=impl, fe_floor=floor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gclf.frontend.config import DB_PER_LOG2, FrontendConfig, dct_matrix, hann, mel_weights
+from gclf.frontend.config import DB_PER_LOG2, FrontendConfig, dct_matrix, hann, mel_weights, tables
 
 
 def power_frames(pcm: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
@@ -27,6 +27,12 @@ def mfcc_from_power(power: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -
         db = 10.0 * np.log10(mel)
     if cfg.floor_mode == "frame":
         db = np.maximum(db, np.maximum(db.max(axis=1, keepdims=True) - cfg.top_db, cfg.min_db))
+    elif cfg.floor_mode == "running":              # peak[t] = max(loud[t], peak[t-1] - decay, min_db)
+        decay = tables(cfg).decay_q / (1 << cfg.log_frac) * DB_PER_LOG2   # decay_db as the integer path has it
+        loud = np.maximum(db.max(axis=1), cfg.min_db) if db.size else np.zeros(0)
+        i = np.arange(loud.size)
+        peak = np.maximum.accumulate(loud + decay * i) - decay * i if loud.size else loud
+        db = np.maximum(db, np.maximum(peak - cfg.top_db, cfg.min_db)[:, None])
     else:
         db = np.maximum(db, cfg.floor_db)
     return (db @ dct_matrix(cfg).T).T

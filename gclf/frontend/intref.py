@@ -119,18 +119,34 @@ def log2_q16(e: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     return (nb << cfg.log_frac) + y
 
 
+def running_peak(loud: np.ndarray, cfg: FrontendConfig, peak0: int | None = None) -> np.ndarray:
+    """The running floor's peak (F,) of consecutive frames whose loudest bands are ``loud`` (F,), Q(log_frac):
+    ``peak[t] = max(loud[t], peak[t-1] - decay_q, floor_q)`` from ``peak[-1] = peak0`` (``floor_q``: a clip's
+    start), as the C steps it; computed in closed form, ``max_{s<=t}(loud[s] + decay (s - t))``."""
+    t = tables(cfg)
+    loud = np.maximum(np.asarray(loud, dtype=np.int64), t.floor_q)
+    peak0 = t.floor_q if peak0 is None else int(peak0)
+    i = np.arange(loud.size, dtype=np.int64)
+    lift = np.maximum.accumulate(loud + t.decay_q * i) if loud.size else loud
+    return np.maximum(np.maximum(lift - t.decay_q * i, peak0 - t.decay_q * (i + 1)), t.floor_q)
+
+
 def floor_q(lg: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     """Each frame's floor (F,) in Q(log_frac) log2 units from its band logs (F, n_mels) (zero-energy bands
-    already at ``floor_q``): the loudest band minus ``top_q``, never below ``floor_q`` (frame mode), or
-    ``floor_q`` (absolute mode)."""
+    already at ``floor_q``): the loudest band minus ``top_q``, never below ``floor_q`` (frame mode); the
+    running peak of the frames' loudest bands minus ``top_q``, never below ``floor_q`` (running mode: the
+    frames are a clip's, in order, from its first); or ``floor_q`` (absolute mode)."""
     t = tables(cfg)
     if cfg.floor_mode == "frame":
         return np.maximum(lg.max(axis=1) - t.top_q, t.floor_q)
+    if cfg.floor_mode == "running":
+        return np.maximum(running_peak(lg.max(axis=1), cfg) - t.top_q, t.floor_q)
     return np.full(lg.shape[0], t.floor_q, dtype=np.int64)
 
 
 def mfcc_frames_int(frames: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, dict]:
-    """MFCCs (frames, n_mfcc) int64 holding int32 Q(out_frac) dB, and the overflow counts."""
+    """MFCCs (frames, n_mfcc) int64 holding int32 Q(out_frac) dB, and the overflow counts. With the running
+    floor the frames must be one clip's, in order from its first."""
     t = tables(cfg)
     counts = {"fft": 0, "out": 0}
     xw = frames.astype(np.int64) * t.window                   # |xw| < 2^30: exact

@@ -34,6 +34,15 @@ def clip_logits_int(pcm: np.ndarray, ref, fcfg) -> np.ndarray:
     return ref.run_int(ref.quantize_int_input(cut_windows(q, fcfg).astype(np.int64)))
 
 
+def stream_state_bytes(fe_cfg, T: int, n_classes: int) -> int:
+    """sizeof(<prefix>cl_stream_t) as C lays it out (int64 members aligned to 8): the front-end's stream state
+    (samples of one frame, fill, running peak), the ring of T frames, three counters, logits and sums."""
+    fe = 2 * fe_cfg.n_fft + 4 + 4
+    off = fe + 4 * T * fe_cfg.n_mfcc + 12 + 4 * n_classes
+    off = -(-off // 8) * 8 + 8 * n_classes
+    return -(-off // 8) * 8
+
+
 def generate_classifier(out_dir: str | Path, model, spec, fcfg, prefix: str = "gclf_", source: str = "",
                         chain: str = "") -> dict:
     """Write the front-end, the network and the classifier C (``<prefix>*.c/.h``) into ``out_dir``."""
@@ -63,7 +72,7 @@ def generate_classifier(out_dir: str | Path, model, spec, fcfg, prefix: str = "g
               "cmn": int(p.cmn), "bias": _array(p.bias, 8), "mult": _array(p.mult, 8), "shift": _array(p.shift, 20),
               "classes": ", ".join(f"{i} = {c}" for i, c in enumerate(model.graph.classes)),
               "primitives": with_prefix(primitives_c(fmt.rounding), prefix)}
-    fields["state_bytes"] = 1032 + 4 * T * fe_cfg.n_mfcc + 12 + 12 * model.graph.n_classes
+    fields["state_bytes"] = stream_state_bytes(fe_cfg, T, model.graph.n_classes)
     for name in ("classifier.c", "classifier.h"):
         written[prefix + name] = str(atomic_text(out / (prefix + name), _render(name + ".tmpl", fields)))
     return {"files": written, "network": report, "table_bytes": fe["table_bytes"],

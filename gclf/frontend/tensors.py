@@ -63,6 +63,7 @@ def frontend_tensors(model, spec, fcfg) -> tuple[dict[str, WeightQ], dict[str, d
         "norm.shift": {"meaning": "right shift after the multiplier"},
     }
     meta = {"frontend": {**cfg.as_dict(), "floor_q16_log2": int(t.floor_q), "top_q16_log2": int(t.top_q),
+                         "decay_q16_log2_per_frame": int(t.decay_q),
                          "definition": "gclf/frontend/config.py",
                          "norm": {"input_frac": p.in_frac, "window_frames": p.length, "cmn": p.cmn,
                                   "input_format": str(fmt), "definition": "gclf/frontend/norm.py"}}}
