@@ -39,6 +39,10 @@ def _print_cv(r: dict) -> None:
               help="Early-stopping patience, epochs. Default: the task's recipe (sex: 12).")
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=None, help="AdamW learning rate [default: 3e-3].")
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="[default: 64]")
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Keep an exponential moving average of the weights, this decay per optimiser step (e.g. 0.995): "
+                   "validation, early stopping and the saved model are the average's. 0 = off. Default: the "
+                   "task's recipe.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
@@ -67,7 +71,7 @@ def _print_cv(r: dict) -> None:
 @scheduler_option
 @frontend_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, task, layout, force,
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, seed, final, arch, task, layout, force,
           config_file, resume, checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
@@ -108,7 +112,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
                                  scheduler=scheduler, task=task, layout=layout)
     if not as_json:
         _print_skipped(info)
-    typed = {k: v for k, v in dict(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size).items()
+    typed = {k: v for k, v in dict(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, ema=ema).items()
              if v is not None}
     tcfg = replace(TrainConfig(**{**recipe.train, **typed, "folds": folds, "seed": seed, "augment": acfg,
                                   "device": device}), **t_over)
