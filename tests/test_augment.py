@@ -115,6 +115,9 @@ def test_epoch_utterances_picks_views_only_when_present():
     always = epoch_utterances(aug, AugmentConfig(p_augmented=1.0), np.random.default_rng(0))
     never = epoch_utterances(aug, AugmentConfig(p_augmented=0.0), np.random.default_rng(0))
     assert always[0].mfcc[0, 0] in (1.0, 2.0) and never[0].mfcc[0, 0] == 0.0
+    both = epoch_utterances(aug, AugmentConfig(p_augmented=1.0, with_original=True), np.random.default_rng(0))
+    assert len(both) == 2 and both[0].mfcc[0, 0] == 0.0 and both[1].mfcc[0, 0] == always[0].mfcc[0, 0]
+    assert epoch_utterances(aug, AugmentConfig(p_augmented=0.0, with_original=True), np.random.default_rng(0)) == aug
 
 
 def test_add_views_from_corpus_audio_seeded_and_cached(tiny_corpus, tmp_path, librosa_warm):
@@ -165,3 +168,13 @@ def test_int_frontend_views_are_its_float_mirror_not_librosa(librosa_warm):
     assert np.abs(mfcc(a, FC) - frames).max() > 1.0           # what the views were before: librosa's features
     shifted = augmented_mfcc(a, fc, AugmentConfig(copies=1, pitch=(1.4, 1.4)), np.random.default_rng(0))
     assert shifted.shape == frames.shape and np.abs(shifted - frames).mean() > 0.5
+
+
+def test_views_cache_key_ignores_with_original(tmp_path):
+    """Training on the originals besides the views is an epoch's choice: the same views, the same cache file."""
+    from gclf.train.augment import _cache_file
+
+    cfg = AugmentConfig(copies=2, pitch=(0.9, 1.4))
+    key = _cache_file(tmp_path / "c", FC, cfg, 0, tmp_path)
+    assert _cache_file(tmp_path / "c", FC, replace(cfg, with_original=True), 0, tmp_path) == key
+    assert _cache_file(tmp_path / "c", FC, replace(cfg, pitch=(0.9, 1.5)), 0, tmp_path) != key

@@ -135,6 +135,8 @@ def test_augment_options_on_top_of_the_recipe_or_of_nothing():
     with pytest.raises(GclfError, match="needs --copies"):
         augment_config(RECIPE, no_augment=True, pitch=(0.9, 1.2))
     assert describe(RECIPE) == "--copies 3 --pitch 0.85,1.6" and describe(AugmentConfig()) == "none"
+    both = augment_config(RECIPE, with_original=True)
+    assert both.with_original and describe(both) == "--copies 3 --with-original --pitch 0.85,1.6"
 
 
 def test_train_refuses_a_ravdess_corpus(tmp_path, monkeypatch, capsys):

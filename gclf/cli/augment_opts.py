@@ -45,6 +45,9 @@ def augment_options(f):
                      help="Augmented versions of each training utterance (audio read once per run)."),
         click.option("--p-augmented", type=click.FloatRange(0, 1), default=None,
                      help="Chance that an epoch trains on an augmented version of an utterance."),
+        click.option("--with-original/--instead-of-original", default=None,
+                     help="An epoch trains on every original utterance and, besides, on the augmented versions "
+                          "picked (--p-augmented), instead of on the picked versions in the originals' place."),
         click.option("--pitch", type=RANGE, default=None, help="F0 factor range, formants kept (e.g. 0.9,1.4)."),
         click.option("--formant", type=RANGE, default=None, help="Formant factor range, F0 kept."),
         click.option("--speed", type=RANGE, default=None, help="Speed (resampling) factor range."),
@@ -67,7 +70,11 @@ def describe(cfg: AugmentConfig) -> str:
     parts = []
     for k, v in vars(cfg).items():
         if v != getattr(AugmentConfig(), k):
-            parts.append(f"--{k.replace('_', '-')} " + (",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v}"))
+            flag = f"--{k.replace('_', '-')}"
+            if isinstance(v, bool):
+                parts.append(flag)                  # the only bool (with_original) is off by default
+            else:
+                parts.append(f"{flag} " + (",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v}"))
     return " ".join(parts) or "none"
 
 
@@ -88,5 +95,5 @@ def augment_config(base: AugmentConfig, no_augment: bool = False, **given) -> Au
     return out
 
 
-AUGMENT_KEYS = ("no_augment", "copies", "p_augmented", "pitch", "formant", "speed", "noise_snr", "noise_dir",
-                "reverb", "bandlimit", "time_masks", "coef_masks")
+AUGMENT_KEYS = ("no_augment", "copies", "p_augmented", "with_original", "pitch", "formant", "speed", "noise_snr",
+                "noise_dir", "reverb", "bandlimit", "time_masks", "coef_masks")

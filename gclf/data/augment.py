@@ -25,6 +25,8 @@ from gclf.data.features import FeatureConfig
 class AugmentConfig:
     copies: int = 0                                   # augmented versions of each training utterance (0: none)
     p_augmented: float = 0.5                          # chance an epoch uses one of them instead of the original
+    with_original: bool = False                       # True: an epoch trains on every original, and besides it
+                                                      #   (chance p_augmented) on one of its views
     pitch: tuple[float, float] | None = None          # F0 factor range (log-uniform), formants kept
     formant: tuple[float, float] | None = None        # formant (vocal-tract) factor range, F0 kept
     speed: tuple[float, float] | None = None          # resampling factor range: F0, formants and tempo together

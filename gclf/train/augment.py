@@ -59,7 +59,8 @@ def _work(args) -> tuple[str, list[np.ndarray]]:
 
 def _cache_file(root: Path, fcfg: FeatureConfig, acfg: AugmentConfig, seed: int, cache_root: Path) -> Path:
     """The index (``.json``) of a run's views; their frames are in the float32 file it names, beside it."""
-    blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": asdict(acfg), "seed": seed},
+    aug = {k: v for k, v in asdict(acfg).items() if k != "with_original"}   # an epoch's choice, not the views'
+    blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": aug, "seed": seed},
                       sort_keys=True, default=list)
     return cache_root / "augment" / f"{root.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.json"
 
@@ -149,17 +150,23 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
 def epoch_utterances(utts: list[UtteranceFeatures], acfg: AugmentConfig,
                      rng: np.random.Generator) -> list[UtteranceFeatures]:
     """What one epoch trains on: per utterance, with chance ``p_augmented`` one of its views at random,
-    else the original. Draws nothing (the run is bit-identical to one without views) when no utterance
-    has views."""
+    else the original; with ``with_original``, every original and, besides, the views picked (the epoch is
+    then up to twice as long). Draws nothing (the run is bit-identical to one without views) when no
+    utterance has views."""
     if not any(getattr(u, "views", None) for u in utts):
         return utts
-    out = []
+    out, extra = [], []
     for u in utts:
         views = getattr(u, "views", None) or []
         pick = rng.random() < acfg.p_augmented
         k = int(rng.integers(len(views))) if views else 0
-        out.append(replace(u, data=views[k]) if views and pick else u)
-    return out
+        if acfg.with_original:
+            out.append(u)
+            if views and pick:
+                extra.append(replace(u, data=views[k]))
+        else:
+            out.append(replace(u, data=views[k]) if views and pick else u)
+    return out + extra
 
 
 def mask_batch(x: torch.Tensor, acfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
