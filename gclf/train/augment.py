@@ -43,23 +43,25 @@ def _noises(noise_dir: str | None, sample_rate: int) -> tuple[np.ndarray, ...]:
 
 
 def utterance_views(path: str | Path, uid: str, fcfg: FeatureConfig, acfg: AugmentConfig,
-                    seed: int) -> list[np.ndarray]:
-    """The ``acfg.copies`` augmented MFCC versions of one audio file."""
+                    seed: int, target: str | None = None) -> list[np.ndarray]:
+    """The ``acfg.copies`` augmented MFCC versions of one audio file (of class ``target``)."""
     from gclf.data.corpus import load_audio
 
     audio = load_audio(path, fcfg.sample_rate)
     noises = list(_noises(acfg.noise_dir, fcfg.sample_rate))
-    return [augmented_mfcc(audio, fcfg, acfg, view_rng(seed, c, uid), noises) for c in range(acfg.copies)]
+    return [augmented_mfcc(audio, fcfg, acfg, view_rng(seed, c, uid), noises, target) for c in range(acfg.copies)]
 
 
 def _work(args) -> tuple[str, list[np.ndarray]]:
-    path, uid, fcfg, acfg, seed = args
-    return uid, utterance_views(path, uid, fcfg, acfg, seed)
+    path, uid, fcfg, acfg, seed, target = args
+    return uid, utterance_views(path, uid, fcfg, acfg, seed, target)
 
 
 def _cache_file(root: Path, fcfg: FeatureConfig, acfg: AugmentConfig, seed: int, cache_root: Path) -> Path:
     """The index (``.json``) of a run's views; their frames are in the float32 file it names, beside it."""
     aug = {k: v for k, v in asdict(acfg).items() if k != "with_original"}   # an epoch's choice, not the views'
+    if not aug["pitch_class"]:
+        del aug["pitch_class"]              # added later: the keys of the caches written before still hold
     blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": aug, "seed": seed},
                       sort_keys=True, default=list)
     return cache_root / "augment" / f"{root.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.json"
@@ -105,7 +107,7 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
 
     scanned = scan_any(corpus, task, layout)
     paths = {u.uid: str(u.path) for u in scanned.utterances}
-    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid in paths]
+    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed, u.target) for u in utts if u.uid in paths]
     index = _cache_file(scanned.root, fcfg, acfg, seed, Path(cache_root)) if cache_root else None
     idx = _read_index(index, {t[1] for t in todo}) if index is not None else None
     views: dict[str, list] = _refs(index, idx) if idx else {}
