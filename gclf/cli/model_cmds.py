@@ -40,9 +40,10 @@ def _print_cv(r: dict) -> None:
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=None, help="AdamW learning rate [default: 3e-3].")
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="[default: 64]")
 @click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
-              help="Keep an exponential moving average of the weights, this decay per optimiser step (e.g. 0.995): "
-                   "validation, early stopping and the saved model are the average's. 0 = off. Default: the "
-                   "task's recipe.")
+              help="Keep an exponential moving average of the weights, at most this decay per optimiser step "
+                   "(e.g. 0.995; it ramps up as (1+n)/(10+n), so a run of a few thousand steps averages mostly its "
+                   "last quarter): validation, early stopping and the saved model are the average's. 0 = off. "
+                   "Default: the task's recipe.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "

@@ -92,7 +92,10 @@ class WeightEMA:
     """An exponential moving average of a model's parameters, updated after every optimiser step, in a copy of
     the model (``.model``). The decay ramps up as in TensorFlow's ExponentialMovingAverage,
     ``min(decay, (1 + n) / (10 + n))`` at update n, so the first updates do not drag the average towards
-    the initial weights. Buffers (InputNorm's offset and scale, batch-norm statistics) are copied, not
+    the initial weights. The ramp stays below ``decay`` for the first (10 decay - 1) / (1 - decay) updates
+    (1,790 at 0.995): in a run shorter than that (librispeech-251: ~30-40 steps an epoch, 20-50 epochs) the
+    average is the ramp's, which weighs update m of n about as (m / n)^8: 92 % of the weight on the last
+    quarter of the updates. Buffers (InputNorm's offset and scale, batch-norm statistics) are copied, not
     averaged: the normaliser stays bit-identical to the trained model's."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
