@@ -147,9 +147,17 @@ def test_evaluate_missing_model(monkeypatch, capsys, tmp_path):
     assert code == 2 and "no model at" in cap.err
 
 
-def test_train_ema_option_overrides_the_recipe(synth_corpus, synth_features, tmp_path):
+def test_train_ema_and_n_mfcc_options_override_the_recipe(synth_corpus, synth_features, tmp_path):
+    """`--n-mfcc 40 --ema 0` is the sex task's default before issue 15."""
+    from gclf.checkpoint import load_checkpoint
+
     out = str(tmp_path / "run")
     r = run(["train", "--data", str(synth_corpus), "--cache", str(tmp_path / "pkl"), "--out", out, "--folds", "2",
-             "--epochs", "1", "--no-final", "--no-augment", "--ema", "0", "--json"])
+             "--epochs", "1", "--no-final", "--no-augment", "--ema", "0", "--n-mfcc", "40", "--json"])
     assert json.loads(r.stdout)["train_config"]["ema"] == 0.0
+    ck = load_checkpoint(f"{out}/fold1.pt")
+    assert ck["feature_config"]["n_mfcc"] == 40 and ck["graph"]["input_shape"][0] == 40
+    r = run(["train", "--data", str(synth_corpus), "--out", str(tmp_path / "raw"), "--arch", "raw_conv",
+             "--n-mfcc", "20"], expect=None)
+    assert r.exit_code != 0 and "reads no MFCCs" in str(r.exception)
     run(["train", "--data", str(synth_corpus), "--out", str(tmp_path / "x"), "--ema", "1"], expect=2)

@@ -44,6 +44,9 @@ def _print_cv(r: dict) -> None:
                    "(e.g. 0.995; it ramps up as (1+n)/(10+n), so a run of a few thousand steps averages mostly its "
                    "last quarter): validation, early stopping and the saved model are the average's. 0 = off. "
                    "Default: the task's recipe.")
+@click.option("--n-mfcc", type=click.IntRange(1, 128), default=None,
+              help="MFCCs per frame the network reads (architectures on MFCCs). Default: the task's recipe (sex: "
+                   "20; 40 before issue 15, i.e. `--n-mfcc 40 --ema 0` is the earlier default).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
@@ -72,7 +75,7 @@ def _print_cv(r: dict) -> None:
 @scheduler_option
 @frontend_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, seed, final, arch, task, layout, force,
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, n_mfcc, seed, final, arch, task, layout, force,
           config_file, resume, checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
@@ -86,7 +89,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, seed, 
     from gclf.data.augment import AugmentConfig
     from gclf.data.layouts import check_trainable, detect_layout, task_of
     from gclf.train.fit import TrainConfig
-    from gclf.train.recipes import task_graph
+    from gclf.train.recipes import recipe_for, task_graph
 
     from dataclasses import replace
 
@@ -102,6 +105,12 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, seed, 
         arch = arch if "arch" in given else file_arch
         t_over = {k: v for k, v in t_over.items() if k not in given}
     task = task_of(detect_layout(data, layout)[0], task)
+    if n_mfcc is not None:
+        from gclf.graph.models import config_for
+
+        if "n_mfcc" not in config_for(arch or recipe_for(task).arch).to_dict():
+            raise GclfError(f"--n-mfcc: the {arch or recipe_for(task).arch} network reads no MFCCs")
+        m_over = {**m_over, "n_mfcc": n_mfcc}
     graph, fcfg, recipe = task_graph(task, arch, m_over)
     fcfg = with_frontend(fcfg, frontend)
     if not (resume and (Path(out) / "manifest.json").is_file()):
