@@ -52,8 +52,8 @@ def _print_cv(r: dict) -> None:
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
-              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs; 1.98-s windows for sex, 1 s for keywords and "
-                   "digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
+              help="Network: cnn_lstm (CNN-LSTM on MFCCs, 20 for sex, 40 otherwise; 1.98-s windows for sex, 1 s "
+                   "for keywords and digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
                    "keywords and digits), cnn2d (2-D CNN with batch norm on the MFCC window as an image) or "
                    "cnn1d (1-D CNN with batch norm on MFCCs). Default: the task's best measured (README, "
                    "per-task table).")
