@@ -46,13 +46,13 @@ def _print_cv(r: dict) -> None:
                    "Default: the task's recipe.")
 @click.option("--n-mfcc", type=click.IntRange(1, 128), default=None,
               help="MFCCs per frame the network reads (architectures on MFCCs). Default: the task's recipe (sex: "
-                   "20; 40 before issue 15, i.e. `--n-mfcc 40 --ema 0` is the earlier default).")
+                   "16; 40 before issue 15, i.e. `--n-mfcc 40 --ema 0` is the earlier default).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
-              help="Network: cnn_lstm (CNN-LSTM on MFCCs, 20 for sex, 40 otherwise; 1.98-s windows for sex, 1 s "
+              help="Network: cnn_lstm (CNN-LSTM on MFCCs, 16 for sex, 40 otherwise; 1.98-s windows for sex, 1 s "
                    "for keywords and digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
                    "keywords and digits), cnn2d (2-D CNN with batch norm on the MFCC window as an image) or "
                    "cnn1d (1-D CNN with batch norm on MFCCs). Default: the task's best measured (README, "
