@@ -115,6 +115,9 @@ def test_epoch_utterances_picks_views_only_when_present():
     always = epoch_utterances(aug, AugmentConfig(p_augmented=1.0), np.random.default_rng(0))
     never = epoch_utterances(aug, AugmentConfig(p_augmented=0.0), np.random.default_rng(0))
     assert always[0].mfcc[0, 0] in (1.0, 2.0) and never[0].mfcc[0, 0] == 0.0
+    both = epoch_utterances(aug, AugmentConfig(p_augmented=1.0, with_original=True), np.random.default_rng(0))
+    assert len(both) == 2 and both[0].mfcc[0, 0] == 0.0 and both[1].mfcc[0, 0] == always[0].mfcc[0, 0]
+    assert epoch_utterances(aug, AugmentConfig(p_augmented=0.0, with_original=True), np.random.default_rng(0)) == aug
 
 
 def test_add_views_from_corpus_audio_seeded_and_cached(tiny_corpus, tmp_path, librosa_warm):
@@ -165,3 +168,39 @@ def test_int_frontend_views_are_its_float_mirror_not_librosa(librosa_warm):
     assert np.abs(mfcc(a, FC) - frames).max() > 1.0           # what the views were before: librosa's features
     shifted = augmented_mfcc(a, fc, AugmentConfig(copies=1, pitch=(1.4, 1.4)), np.random.default_rng(0))
     assert shifted.shape == frames.shape and np.abs(shifted - frames).mean() > 0.5
+
+
+def test_views_cache_key_ignores_with_original(tmp_path):
+    """Training on the originals besides the views is an epoch's choice: the same views, the same cache file;
+    and the fields added later leave the keys of caches written before them as they were."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from gclf.train.augment import _cache_file
+
+    cfg = AugmentConfig(copies=2, pitch=(0.9, 1.4))
+    key = _cache_file(tmp_path / "c", FC, cfg, 0, tmp_path)
+    assert _cache_file(tmp_path / "c", FC, replace(cfg, with_original=True), 0, tmp_path) == key
+    assert _cache_file(tmp_path / "c", FC, replace(cfg, pitch=(0.9, 1.5)), 0, tmp_path) != key
+    assert _cache_file(tmp_path / "c", FC, replace(cfg, pitch_class=(("M", 1.0, 1.6),)), 0, tmp_path) != key
+    before = {k: v for k, v in asdict(cfg).items() if k not in ("with_original", "pitch_class")}
+    blob = json.dumps({"corpus": str(tmp_path / "c"), "features": FC.key(), "augment": before, "seed": 0},
+                      sort_keys=True, default=list)
+    assert key.name == f"c-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.json"
+
+
+def test_pitch_class_moves_each_class_by_its_own_range():
+    from gclf.data.augment import pitch_range
+
+    cfg = AugmentConfig(copies=1, pitch=(0.85, 1.6), pitch_class=(("M", 1.4, 1.4), ("F", 0.8, 0.8)))
+    assert pitch_range(cfg, "M") == (1.4, 1.4) and pitch_range(cfg, "F") == (0.8, 0.8)
+    assert pitch_range(cfg, "X") == (0.85, 1.6) and pitch_range(cfg, None) == (0.85, 1.6)
+    assert AugmentConfig(copies=1, pitch_class=(("M", 1.0, 1.2),)).audio_active
+    a = harmonic(125.0, seconds=1.5)
+    male = augmented_mfcc(a, FC, cfg, np.random.default_rng(3), target="M")
+    female = augmented_mfcc(a, FC, cfg, np.random.default_rng(3), target="F")
+    up = augmented_mfcc(a, FC, AugmentConfig(copies=1, pitch=(1.4, 1.4)), np.random.default_rng(3))
+    down = augmented_mfcc(a, FC, AugmentConfig(copies=1, pitch=(0.8, 0.8)), np.random.default_rng(3))
+    assert np.array_equal(male, up) and np.array_equal(female, down) and not np.array_equal(up, down)
+    assert AugmentConfig.from_dict({"copies": 1, "pitch_class": [["M", 1, 1.6]]}).pitch_class == (("M", 1.0, 1.6),)

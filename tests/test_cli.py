@@ -82,6 +82,9 @@ def test_train_evaluate_predict_json(synth_corpus, synth_features, tmp_path):
     for key in ("accuracy_utterance_mean", "accuracy_utterance_std", "accuracy_window_mean", "folds", "model"):
         assert key in t
     assert t["model"] == out and len(t["folds"]) == 2
+    from gclf.checkpoint import load_checkpoint
+    ck = load_checkpoint(f"{out}/fold1.pt")       # the sex task's recipe (issue 15): 16 MFCCs, weight average
+    assert ck["feature_config"]["n_mfcc"] == 16 and t["train_config"]["ema"] == 0.995
     r = run(["evaluate", "--model", out, "--cache", cache, "--json"])
     e = json.loads(r.stdout)
     for key in ("accuracy_utterance", "accuracy_window", "utterances", "windows", "speakers"):
@@ -142,3 +145,19 @@ def test_predict_unreadable_file_is_an_error(trained_run, monkeypatch, capsys, t
 def test_evaluate_missing_model(monkeypatch, capsys, tmp_path):
     code, cap = run_main(["evaluate", "--model", str(tmp_path / "none")], monkeypatch, capsys)
     assert code == 2 and "no model at" in cap.err
+
+
+def test_train_ema_and_n_mfcc_options_override_the_recipe(synth_corpus, synth_features, tmp_path):
+    """`--n-mfcc 40 --ema 0` is the sex task's default before issue 15."""
+    from gclf.checkpoint import load_checkpoint
+
+    out = str(tmp_path / "run")
+    r = run(["train", "--data", str(synth_corpus), "--cache", str(tmp_path / "pkl"), "--out", out, "--folds", "2",
+             "--epochs", "1", "--no-final", "--no-augment", "--ema", "0", "--n-mfcc", "40", "--json"])
+    assert json.loads(r.stdout)["train_config"]["ema"] == 0.0
+    ck = load_checkpoint(f"{out}/fold1.pt")
+    assert ck["feature_config"]["n_mfcc"] == 40 and ck["graph"]["input_shape"][0] == 40
+    r = run(["train", "--data", str(synth_corpus), "--out", str(tmp_path / "raw"), "--arch", "raw_conv",
+             "--n-mfcc", "20"], expect=None)
+    assert r.exit_code != 0 and "reads no MFCCs" in str(r.exception)
+    run(["train", "--data", str(synth_corpus), "--out", str(tmp_path / "x"), "--ema", "1"], expect=2)

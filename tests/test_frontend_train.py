@@ -48,10 +48,12 @@ def test_train_and_quantize_on_the_int_front_end(synth_corpus, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["utterances"] == 60
     r = CliRunner().invoke(cli, ["train", "--data", str(synth_corpus), "--cache", cache, "--out", out,
-                                 "--frontend", "int", "--folds", "2", "--epochs", "3", "--json"])
+                                 "--frontend", "int", "--folds", "2", "--epochs", "6", "--json"])
     assert r.exit_code == 0, (r.output, r.exception)
     t = json.loads(r.stdout)
-    assert t["accuracy_utterance_mean"] > 0.6          # synthetic voices: far above chance even in 3 epochs
+    # synthetic voices, 6 epochs: measured 0.70 with the sex recipe's 16 MFCCs (issue 15; 3 epochs gave 0.60,
+    # where 40 MFCCs gave 0.65-0.70: these voices differ by F0 more than real ones), chance is 0.5
+    assert t["accuracy_utterance_mean"] > 0.6
     assert t["train_config"]["augment"]["copies"] == 3  # the default recipe applies to the integer front-end too
     import torch
 

@@ -226,15 +226,18 @@ def test_fsdd_train_learns_digits_on_unseen_speakers(tmp_path, librosa_warm):
 
 
 def test_task_recipes_and_windows():
-    """The sex recipe is what `gclf train` always did; keyword and digit networks read one 1-s window (51
-    frames) whatever the architecture, including one without a recipe of its own."""
+    """The sex recipe (issue 15): 16 MFCCs, a moving average of the weights, the F0-shifted views; keyword and
+    digit networks read one 1-s window (51 frames) whatever the architecture, including one without a recipe of
+    its own."""
     from gclf.data.augment import RECIPE
     from gclf.graph.models import ARCHS, build_graph, feature_config
     from gclf.train.recipes import recipe_for, task_graph
 
     g, f, r = task_graph("sex")
-    assert (g, f, r.train, r.augment) == (build_graph("cnn_lstm"), feature_config(build_graph("cnn_lstm")), {},
+    assert (g, f, r.train, r.augment) == (build_graph("cnn_lstm", {"n_mfcc": 16}),
+                                          feature_config(build_graph("cnn_lstm", {"n_mfcc": 16})), {"ema": 0.995},
                                           RECIPE)
+    assert g.input_shape == (16, 99) and f.n_mfcc == 16 and f.window_frames == 99
     for task in ("keyword", "digit"):
         for arch in ARCHS:
             g, f, r = task_graph(task, arch)

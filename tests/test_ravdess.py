@@ -135,6 +135,19 @@ def test_augment_options_on_top_of_the_recipe_or_of_nothing():
     with pytest.raises(GclfError, match="needs --copies"):
         augment_config(RECIPE, no_augment=True, pitch=(0.9, 1.2))
     assert describe(RECIPE) == "--copies 3 --pitch 0.85,1.6" and describe(AugmentConfig()) == "none"
+    both = augment_config(RECIPE, with_original=True)
+    assert both.with_original and describe(both) == "--copies 3 --with-original --pitch 0.85,1.6"
+    by_class = augment_config(RECIPE, pitch_class=(("M", 1.0, 1.6), ("F", 0.75, 1.0)))
+    assert by_class.pitch == RECIPE.pitch and by_class.pitch_class == (("M", 1.0, 1.6), ("F", 0.75, 1.0))
+    assert describe(by_class) == "--copies 3 --pitch 0.85,1.6 --pitch-class M:1,1.6 --pitch-class F:0.75,1"
+    assert augment_config(RECIPE, pitch_class=()) == RECIPE                      # the option not given
+    import click
+
+    from gclf.cli.augment_opts import CLASS_RANGE
+    assert CLASS_RANGE.convert("M:1,1.6", None, None) == ("M", 1.0, 1.6)
+    for bad in ("1,1.6", "M:off", "M:1.6,1", ":1,2"):
+        with pytest.raises(click.BadParameter):
+            CLASS_RANGE.convert(bad, None, None)
 
 
 def test_train_refuses_a_ravdess_corpus(tmp_path, monkeypatch, capsys):

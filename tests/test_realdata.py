@@ -44,12 +44,12 @@ def test_short_real_cv_generalises_to_unseen_speakers(real_features, tmp_path):
 
 @pytest.mark.slow
 def test_readme_headline_float_figure_reproduces(tmp_path):
-    """`gclf train` with its defaults on librispeech-251 gives exactly the README's headline for this CPU kind
-    (utterance mean ± std and window accuracy, to the README's 0.1 point). Float rounding, hence the figure, depends
-    on the kernels torch picks for the CPU (AVX2 or AVX-512) even with the locked versions, so the README gives one
-    row per CPU kind measured and this test reads the row of the CPU it runs on (skips, saying so, where the README
-    has none). Read from the README itself, so the README cannot drift from what the locked environment computes.
-    Slow (~1 min): `pytest tests --slow`.
+    """The README's headline table gives, per CPU kind, a `gclf train` command and what it computes on
+    librispeech-251 (utterance mean ± std and window accuracy, to 0.1 point); the first row of this CPU's kind is
+    rerun and must give exactly that. Float rounding, hence the figure, depends on the kernels torch picks for the
+    CPU (AVX2 or AVX-512) even with the locked versions, so a row says which kind it was measured on; the test
+    skips, saying so, where the README has no row for this kind. Read from the README itself, so the README cannot
+    drift from what the locked environment computes. Slow (~1 min): `pytest tests --slow`.
 
     Run as a user runs it, in a fresh process. (Before MFCCs were pinned to a one-thread BLAS, the same
     command run inside the test process extracted features differing by up to 1e-4 and gave 98.0 % ± 1.8.)"""
@@ -64,19 +64,20 @@ def test_readme_headline_float_figure_reproduces(tmp_path):
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     kind = torch.backends.cpu.get_cpu_capability()
-    rows = dict(re.findall(r"^\| `gclf train`, CPU kind (\w+) \| ([\d.]+ % ± [\d.]+ \| [\d.]+ %) \|", readme, re.M))
-    assert rows, "the README has no per-CPU-kind headline table"
-    if kind not in rows:
-        pytest.skip(f"the README records the headline for CPU kinds {sorted(rows)}, not for this one ({kind})")
-    m = re.fullmatch(r"([\d.]+) % ± ([\d.]+) \| ([\d.]+) %", rows[kind])
+    rows = re.findall(r"^\| `gclf train([^`]*)` \| (\w+) \| ([\d.]+) % ± ([\d.]+) \| ([\d.]+) % \|", readme, re.M)
+    assert rows, "the README has no headline table (`gclf train ...` | CPU kind | utterance | window)"
+    mine = [r for r in rows if r[1] == kind]
+    if not mine:
+        pytest.skip(f"the README's headline is measured on CPU kinds {sorted({r[1] for r in rows})}, not {kind}")
+    options, _, *want = mine[0]
     repo = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-c", "from gclf.cli import main; main()", "train", "--data", str(REAL_DATA),
-           "--out", str(tmp_path / "model"), "--cache", str(tmp_path / "pkl_data"), "--json"]
+           "--out", str(tmp_path / "model"), "--cache", str(tmp_path / "pkl_data"), "--json", *options.split()]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads(done.stdout)
-    got = (f"{100 * r['accuracy_utterance_mean']:.1f}", f"{100 * r['accuracy_utterance_std']:.1f}",
-           f"{100 * r['accuracy_window_mean']:.1f}")
-    assert got == m.groups(), f"README says {m.groups()}, this environment computes {got}"
+    got = [f"{100 * r['accuracy_utterance_mean']:.1f}", f"{100 * r['accuracy_utterance_std']:.1f}",
+           f"{100 * r['accuracy_window_mean']:.1f}"]
+    assert got == want, f"README says {want} for `gclf train{options}` on {kind}, this environment computes {got}"

@@ -135,3 +135,21 @@ def test_search_refuses_a_task_other_than_sex_in_one_line(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "sex task" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_search_cli_starts_from_gclf_trains_recipe(synth_corpus, synth_features, monkeypatch, tmp_path):
+    """`gclf search` varies gclf train's sex recipe (issue 15: 16 MFCCs, weight average), not the library's
+    defaults: the features, the training settings and the base configuration it hands the search."""
+    import gclf.search.nested as nested
+
+    seen = {}
+
+    def fake(utts, out, arch, space, cands, fcfg, tcfg, scfg, model_base, corpus, *rest):
+        seen.update(fcfg=fcfg, tcfg=tcfg, model_base=model_base, config=rest[-1], shape=utts[0].mfcc.shape)
+        return {"stub": True}
+    monkeypatch.setattr(nested, "nested_search", fake)
+    r = CliRunner().invoke(cli, ["search", "--data", str(synth_corpus), "--cache", str(tmp_path / "pkl"), "--out",
+                                 str(tmp_path / "s"), "--param", "lr=1e-3,3e-3", "--no-augment", "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert seen["fcfg"].n_mfcc == 16 and seen["shape"][0] == 16 and seen["tcfg"].ema == 0.995
+    assert seen["model_base"] == {"n_mfcc": 16} and seen["config"] == {"n_mfcc": 16}

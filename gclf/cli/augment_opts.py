@@ -33,6 +33,26 @@ class RangeType(click.ParamType):
 
 
 RANGE = RangeType()
+
+
+class ClassRangeType(click.ParamType):
+    """``CLASS:LO,HI`` (a class label, two positive numbers, LO <= HI)."""
+
+    name = "CLASS:LO,HI"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        label, sep, rng = str(value).partition(":")
+        if not sep or not label:
+            self.fail(f"{value!r} is not CLASS:LO,HI (e.g. M:1,1.6)", param, ctx)
+        lo_hi = RANGE.convert(rng, param, ctx)
+        if lo_hi == "off":
+            self.fail(f"{value!r}: give a range, not 'off'", param, ctx)
+        return (label, *lo_hi)
+
+
+CLASS_RANGE = ClassRangeType()
 _RANGES = ("pitch", "formant", "speed", "noise_snr")
 
 
@@ -45,7 +65,13 @@ def augment_options(f):
                      help="Augmented versions of each training utterance (audio read once per run)."),
         click.option("--p-augmented", type=click.FloatRange(0, 1), default=None,
                      help="Chance that an epoch trains on an augmented version of an utterance."),
+        click.option("--with-original/--instead-of-original", default=None,
+                     help="An epoch trains on every original utterance and, besides, on the augmented versions "
+                          "picked (--p-augmented), instead of on the picked versions in the originals' place."),
         click.option("--pitch", type=RANGE, default=None, help="F0 factor range, formants kept (e.g. 0.9,1.4)."),
+        click.option("--pitch-class", type=CLASS_RANGE, multiple=True,
+                     help="F0 factor range for one class's utterances, in place of --pitch for them, e.g. "
+                          "--pitch-class M:1,1.6 --pitch-class F:0.75,1 (repeatable)."),
         click.option("--formant", type=RANGE, default=None, help="Formant factor range, F0 kept."),
         click.option("--speed", type=RANGE, default=None, help="Speed (resampling) factor range."),
         click.option("--noise-snr", type=RANGE, default=None, help="Additive noise SNR range in dB (e.g. 5,30)."),
@@ -67,7 +93,13 @@ def describe(cfg: AugmentConfig) -> str:
     parts = []
     for k, v in vars(cfg).items():
         if v != getattr(AugmentConfig(), k):
-            parts.append(f"--{k.replace('_', '-')} " + (",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v}"))
+            flag = f"--{k.replace('_', '-')}"
+            if k == "pitch_class":
+                parts.extend(f"{flag} {c}:{lo:g},{hi:g}" for c, lo, hi in v)
+            elif isinstance(v, bool):
+                parts.append(flag)                  # the only bool (with_original) is off by default
+            else:
+                parts.append(f"{flag} " + (",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v}"))
     return " ".join(parts) or "none"
 
 
@@ -76,17 +108,17 @@ def augment_config(base: AugmentConfig, no_augment: bool = False, **given) -> Au
     cfg = AugmentConfig() if no_augment else base
     changes = {}
     for k, v in given.items():
-        if v is None:
+        if v is None or (k == "pitch_class" and not v):   # a repeatable option not given is ()
             continue
         changes[k] = None if (k in _RANGES and v == "off") else v
     out = replace(cfg, **changes)
-    if out.copies == 0 and any([out.pitch, out.formant, out.speed, out.noise_snr, out.reverb, out.bandlimit]):
+    if out.copies == 0 and any([out.pitch, out.pitch_class, out.formant, out.speed, out.noise_snr, out.reverb, out.bandlimit]):
         from gclf.errors import GclfError
 
-        raise GclfError("audio augmentation (--pitch, --formant, --speed, --noise-snr, --reverb, --bandlimit) "
+        raise GclfError("audio augmentation (--pitch, --pitch-class, --formant, --speed, --noise-snr, --reverb, --bandlimit) "
                         "needs --copies N with N > 0")
     return out
 
 
-AUGMENT_KEYS = ("no_augment", "copies", "p_augmented", "pitch", "formant", "speed", "noise_snr", "noise_dir",
-                "reverb", "bandlimit", "time_masks", "coef_masks")
+AUGMENT_KEYS = ("no_augment", "copies", "p_augmented", "with_original", "pitch", "pitch_class", "formant", "speed",
+                "noise_snr", "noise_dir", "reverb", "bandlimit", "time_masks", "coef_masks")

@@ -62,7 +62,8 @@ def _print_summary(s: dict) -> None:
                    "Default: the task's default architecture, as `gclf train` uses.")
 @json_option
 def extract(data, source, store, cache, workers, scheduler, frontend, task, layout, arch, as_json):
-    """Corpus audio (FLAC/WAV/MP3, any rate) -> 40 MFCCs per frame, cut into windows, cached in pkl_data/.
+    """Corpus audio (FLAC/WAV/MP3, any rate) -> MFCCs per frame (the task's recipe: 16 for sex), cut into
+    windows, cached in pkl_data/.
 
     Resumable: files already extracted with the same corpus, task and feature config are not redone.
     """

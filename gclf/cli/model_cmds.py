@@ -39,13 +39,21 @@ def _print_cv(r: dict) -> None:
               help="Early-stopping patience, epochs. Default: the task's recipe (sex: 12).")
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=None, help="AdamW learning rate [default: 3e-3].")
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="[default: 64]")
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Keep an exponential moving average of the weights, at most this decay per optimiser step "
+                   "(e.g. 0.995; it ramps up as (1+n)/(10+n), so a run of a few thousand steps averages mostly its "
+                   "last quarter): validation, early stopping and the saved model are the average's. 0 = off. "
+                   "Default: the task's recipe.")
+@click.option("--n-mfcc", type=click.IntRange(1, 128), default=None,
+              help="MFCCs per frame the network reads (architectures on MFCCs). Default: the task's recipe (sex: "
+                   "16; 40 before issue 15, i.e. `--n-mfcc 40 --ema 0` is the earlier default).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Folds, initialisation and augmentation.")
 @click.option("--final/--no-final", default=True, show_default=True,
               help="Also train final.pt on all speakers, with the folds' recipe: the model the steps carry down "
                    "the chain and the exports take. It has no held-out speakers: the figures are the folds'.")
 @click.option("--arch", type=click.Choice(list(ARCHS)), default=None,
-              help="Network: cnn_lstm (CNN-LSTM on 40 MFCCs; 1.98-s windows for sex, 1 s for keywords and "
-                   "digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
+              help="Network: cnn_lstm (CNN-LSTM on MFCCs, 16 for sex, 40 otherwise; 1.98-s windows for sex, 1 s "
+                   "for keywords and digits), raw_conv (strided 1-D convolutions on raw 16 kHz audio; 0.5-s windows, 1 s for "
                    "keywords and digits), cnn2d (2-D CNN with batch norm on the MFCC window as an image) or "
                    "cnn1d (1-D CNN with batch norm on MFCCs). Default: the task's best measured (README, "
                    "per-task table).")
@@ -67,7 +75,7 @@ def _print_cv(r: dict) -> None:
 @scheduler_option
 @frontend_option
 @json_option
-def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final, arch, task, layout, force,
+def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, n_mfcc, seed, final, arch, task, layout, force,
           config_file, resume, checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
@@ -81,7 +89,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
     from gclf.data.augment import AugmentConfig
     from gclf.data.layouts import check_trainable, detect_layout, task_of
     from gclf.train.fit import TrainConfig
-    from gclf.train.recipes import task_graph
+    from gclf.train.recipes import recipe_for, task_graph
 
     from dataclasses import replace
 
@@ -97,6 +105,12 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
         arch = arch if "arch" in given else file_arch
         t_over = {k: v for k, v in t_over.items() if k not in given}
     task = task_of(detect_layout(data, layout)[0], task)
+    if n_mfcc is not None:
+        from gclf.graph.models import config_for
+
+        if "n_mfcc" not in config_for(arch or recipe_for(task).arch).to_dict():
+            raise GclfError(f"--n-mfcc: the {arch or recipe_for(task).arch} network reads no MFCCs")
+        m_over = {**m_over, "n_mfcc": n_mfcc}
     graph, fcfg, recipe = task_graph(task, arch, m_over)
     fcfg = with_frontend(fcfg, frontend)
     if not (resume and (Path(out) / "manifest.json").is_file()):
@@ -108,7 +122,7 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, seed, final
                                  scheduler=scheduler, task=task, layout=layout)
     if not as_json:
         _print_skipped(info)
-    typed = {k: v for k, v in dict(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size).items()
+    typed = {k: v for k, v in dict(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, ema=ema).items()
              if v is not None}
     tcfg = replace(TrainConfig(**{**recipe.train, **typed, "folds": folds, "seed": seed, "augment": acfg,
                                   "device": device}), **t_over)

@@ -75,6 +75,7 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
     from gclf.train.augment import add_views
     from gclf.train.cv import check_two_classes
     from gclf.train.fit import TrainConfig
+    from gclf.train.recipes import recipe_for
 
     data = resolve_data(data)
     check_trainable(data)
@@ -86,13 +87,15 @@ def search(data, cache, out, params, n_iter, outer, inner, seed, arch, config_fi
     t_over, m_over = {}, {}
     if config_file:
         arch, t_over, m_over = read_config(config_file)
+    rec = recipe_for("sex", arch)                        # gclf train's recipe is the base (sex: 16 MFCCs, --ema)
+    m_over = {**rec.arch_config, **m_over}
     space = parse_space(list(params), arch)
     scfg = SearchConfig(outer=outer, inner=inner, n_iter=n_iter, seed=seed)
     cands = candidates(space, n_iter, seed)
     fcfg = with_frontend(feature_config(build_graph(arch, m_over)), "librosa")
     recipe = RECIPE if fcfg.kind in ("mfcc", "int_mfcc") else AugmentConfig()
     acfg = augment_config(recipe, **{k: aug[k] for k in AUGMENT_KEYS})
-    tcfg = replace(TrainConfig(seed=seed, folds=outer, augment=acfg, device=device), **t_over)
+    tcfg = replace(TrainConfig(**rec.train, seed=seed, folds=outer, augment=acfg, device=device), **t_over)
     utts, info = corpus_features(data, fcfg, cache, workers, on_error=warn, scheduler=scheduler,
                                  progress_factory=lambda n: progress(n, "features", quiet=as_json))
     check_two_classes(utts)

@@ -25,7 +25,12 @@ from gclf.data.features import FeatureConfig
 class AugmentConfig:
     copies: int = 0                                   # augmented versions of each training utterance (0: none)
     p_augmented: float = 0.5                          # chance an epoch uses one of them instead of the original
+    with_original: bool = False                       # True: an epoch trains on every original, and besides it
+                                                      #   (chance p_augmented) on one of its views
     pitch: tuple[float, float] | None = None          # F0 factor range (log-uniform), formants kept
+    pitch_class: tuple = ()                           # ((class, lo, hi), ...): F0 factor range for the utterances
+                                                      #   of a class, in place of ``pitch`` (e.g. raise male F0,
+                                                      #   lower female F0: pitch alone no longer tells them apart)
     formant: tuple[float, float] | None = None        # formant (vocal-tract) factor range, F0 kept
     speed: tuple[float, float] | None = None          # resampling factor range: F0, formants and tempo together
     noise_snr: tuple[float, float] | None = None      # additive noise, SNR range in dB
@@ -40,7 +45,7 @@ class AugmentConfig:
 
     @property
     def audio_active(self) -> bool:
-        return self.copies > 0 and any([self.pitch, self.formant, self.speed, self.noise_snr, self.reverb > 0,
+        return self.copies > 0 and any([self.pitch, self.pitch_class, self.formant, self.speed, self.noise_snr, self.reverb > 0,
                                         self.bandlimit > 0])
 
     @classmethod
@@ -49,6 +54,8 @@ class AugmentConfig:
         for k in ("pitch", "formant", "speed", "noise_snr"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        if d.get("pitch_class"):
+            d["pitch_class"] = tuple((str(c), float(lo), float(hi)) for c, lo, hi in d["pitch_class"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -179,10 +186,19 @@ def speed(audio: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(audio, fr.denominator, fr.numerator)
 
 
+def pitch_range(acfg: AugmentConfig, target: str | None) -> tuple[float, float] | None:
+    """The F0 factor range for an utterance of class ``target``: its class's in ``pitch_class``, else ``pitch``."""
+    for c, lo, hi in acfg.pitch_class:
+        if c == target:
+            return (lo, hi)
+    return acfg.pitch
+
+
 def augmented_mfcc(audio: np.ndarray, fcfg: FeatureConfig, acfg: AugmentConfig, rng: np.random.Generator,
-                   noises: list[np.ndarray] | None = None) -> np.ndarray:
+                   noises: list[np.ndarray] | None = None, target: str | None = None) -> np.ndarray:
     """One random augmented version of a clip, as MFCCs (n_mfcc, frames), or for ``kind="audio"`` features the
-    samples (1, n). Order: speed, room, band-limit, noise (audio), then source-filter perturbation (spectrum)."""
+    samples (1, n). Order: speed, room, band-limit, noise (audio), then source-filter perturbation (spectrum).
+    ``target``: the clip's class (for ``acfg.pitch_class``)."""
     x = np.asarray(audio, dtype=np.float64)
     sr = fcfg.sample_rate
     if acfg.speed:
@@ -198,14 +214,15 @@ def augmented_mfcc(audio: np.ndarray, fcfg: FeatureConfig, acfg: AugmentConfig, 
             noise = noise[start:start + x.size]
         x = add_noise(x, noise, rng.uniform(*acfg.noise_snr))
     if fcfg.kind == "audio":                           # a network on raw samples: the audio itself
-        if acfg.pitch or acfg.formant:
+        if acfg.pitch or acfg.pitch_class or acfg.formant:
             from gclf.errors import GclfError
 
             raise GclfError("pitch and formant perturbation work on MFCC features; a raw-audio network takes "
                             "speed, noise, reverb and band-limit augmentation")
         return x.astype(np.float32)[None, :]
     power = power_spectrum(x.astype(np.float32), fcfg)
-    pitch = _log_uniform(rng, acfg.pitch) if acfg.pitch else 1.0
+    prange = pitch_range(acfg, target)
+    pitch = _log_uniform(rng, prange) if prange else 1.0
     formant = _log_uniform(rng, acfg.formant) if acfg.formant else 1.0
     return mfcc_from_power(source_filter_shift(power, pitch, formant, acfg.lifter), fcfg)
 

@@ -43,23 +43,26 @@ def _noises(noise_dir: str | None, sample_rate: int) -> tuple[np.ndarray, ...]:
 
 
 def utterance_views(path: str | Path, uid: str, fcfg: FeatureConfig, acfg: AugmentConfig,
-                    seed: int) -> list[np.ndarray]:
-    """The ``acfg.copies`` augmented MFCC versions of one audio file."""
+                    seed: int, target: str | None = None) -> list[np.ndarray]:
+    """The ``acfg.copies`` augmented MFCC versions of one audio file (of class ``target``)."""
     from gclf.data.corpus import load_audio
 
     audio = load_audio(path, fcfg.sample_rate)
     noises = list(_noises(acfg.noise_dir, fcfg.sample_rate))
-    return [augmented_mfcc(audio, fcfg, acfg, view_rng(seed, c, uid), noises) for c in range(acfg.copies)]
+    return [augmented_mfcc(audio, fcfg, acfg, view_rng(seed, c, uid), noises, target) for c in range(acfg.copies)]
 
 
 def _work(args) -> tuple[str, list[np.ndarray]]:
-    path, uid, fcfg, acfg, seed = args
-    return uid, utterance_views(path, uid, fcfg, acfg, seed)
+    path, uid, fcfg, acfg, seed, target = args
+    return uid, utterance_views(path, uid, fcfg, acfg, seed, target)
 
 
 def _cache_file(root: Path, fcfg: FeatureConfig, acfg: AugmentConfig, seed: int, cache_root: Path) -> Path:
     """The index (``.json``) of a run's views; their frames are in the float32 file it names, beside it."""
-    blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": asdict(acfg), "seed": seed},
+    aug = {k: v for k, v in asdict(acfg).items() if k != "with_original"}   # an epoch's choice, not the views'
+    if not aug["pitch_class"]:
+        del aug["pitch_class"]              # added later: the keys of the caches written before still hold
+    blob = json.dumps({"corpus": str(root), "features": fcfg.key(), "augment": aug, "seed": seed},
                       sort_keys=True, default=list)
     return cache_root / "augment" / f"{root.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.json"
 
@@ -104,7 +107,7 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
 
     scanned = scan_any(corpus, task, layout)
     paths = {u.uid: str(u.path) for u in scanned.utterances}
-    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed) for u in utts if u.uid in paths]
+    todo = [(paths[u.uid], u.uid, fcfg, acfg, seed, u.target) for u in utts if u.uid in paths]
     index = _cache_file(scanned.root, fcfg, acfg, seed, Path(cache_root)) if cache_root else None
     idx = _read_index(index, {t[1] for t in todo}) if index is not None else None
     views: dict[str, list] = _refs(index, idx) if idx else {}
@@ -149,17 +152,23 @@ def add_views(utts: list[UtteranceFeatures], corpus: str | Path, fcfg: FeatureCo
 def epoch_utterances(utts: list[UtteranceFeatures], acfg: AugmentConfig,
                      rng: np.random.Generator) -> list[UtteranceFeatures]:
     """What one epoch trains on: per utterance, with chance ``p_augmented`` one of its views at random,
-    else the original. Draws nothing (the run is bit-identical to one without views) when no utterance
-    has views."""
+    else the original; with ``with_original``, every original and, besides, the views picked (the epoch is
+    then up to twice as long). Draws nothing (the run is bit-identical to one without views) when no
+    utterance has views."""
     if not any(getattr(u, "views", None) for u in utts):
         return utts
-    out = []
+    out, extra = [], []
     for u in utts:
         views = getattr(u, "views", None) or []
         pick = rng.random() < acfg.p_augmented
         k = int(rng.integers(len(views))) if views else 0
-        out.append(replace(u, data=views[k]) if views and pick else u)
-    return out
+        if acfg.with_original:
+            out.append(u)
+            if views and pick:
+                extra.append(replace(u, data=views[k]))
+        else:
+            out.append(replace(u, data=views[k]) if views and pick else u)
+    return out + extra
 
 
 def mask_batch(x: torch.Tensor, acfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

@@ -1,10 +1,9 @@
 """Each task's architectures and recipes: the network config for the task's window, the training settings and
 the augmentation, and which architecture is the task's default (the best measured; README, per-task table).
 
-``gclf train --data <corpus>`` with no --arch trains ``DEFAULT_ARCH[task]`` with its recipe; the sex task's
-recipe is exactly what ``gclf train`` always did (its figures do not move). An architecture with no recipe of
-its own for a task gets the task's window (``n_frames`` or ``n_samples`` of its config), training settings and
-augmentation (:func:`recipe_for`).
+``gclf train --data <corpus>`` with no --arch trains ``DEFAULT_ARCH[task]`` with its recipe. An architecture
+with no recipe of its own for a task gets the task's window (``n_frames`` or ``n_samples`` of its config),
+training settings and augmentation (:func:`recipe_for`).
 """
 from __future__ import annotations
 
@@ -24,6 +23,14 @@ class Recipe:
     train: dict = field(default_factory=dict)         # overrides of TrainConfig's fields (epochs, patience, ...)
     augment: AugmentConfig = AugmentConfig()          # the default --augment-* settings (MFCC and audio inputs)
 
+
+# sex (issue 15): 16 MFCCs instead of 40 (the first 16 are the same numbers: the spectral envelope, with less of
+# the low harmonics' fine structure, i.e. of F0, which rises on male voices in other recordings) and a moving
+# average of the weights (TrainConfig.ema), on top of the F0-shifted views (RECIPE). Measured over seeds 0-4
+# (README, "Other recordings: RAVDESS"): RAVDESS 92.5 % (male recall 89.9 %), CV 97.9 %, against 88.8 %
+# (80.6 %) and 97.3 % for 40 MFCCs without the average (20 MFCCs: 92.4 %, 87.2 %, 97.7 %); 10,298 parameters.
+SEX_MFCC = {"n_mfcc": 16}
+SEX_TRAIN = {"ema": 0.995}
 
 # 1 s = 51 frames of 20 ms; wider than the sex network (12 classes): conv 40-32-32 (k3), pool 4 -> 11 LSTM
 # steps of 32, FC 352-32-N: 27,116 parameters with 12 classes (under the 30k of the keyword target)
@@ -46,7 +53,7 @@ TASK_DEFAULTS: dict[str, tuple[dict, AugmentConfig]] = {
     "keyword": (CLIP_TRAIN, CLIP_AUGMENT), "digit": (DIGIT_TRAIN, DIGIT_AUGMENT)}
 
 RECIPES: dict[tuple[str, str], Recipe] = {
-    ("sex", "cnn_lstm"): Recipe("cnn_lstm", augment=RECIPE),
+    ("sex", "cnn_lstm"): Recipe("cnn_lstm", SEX_MFCC, SEX_TRAIN, RECIPE),
     ("sex", "raw_conv"): Recipe("raw_conv"),
     ("keyword", "cnn_lstm"): Recipe("cnn_lstm", ONE_SECOND_MFCC, CLIP_TRAIN, CLIP_AUGMENT),
     ("keyword", "raw_conv"): Recipe("raw_conv", ONE_SECOND_AUDIO, CLIP_TRAIN),

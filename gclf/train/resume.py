@@ -63,9 +63,10 @@ def _set_accel_state(d: dict) -> None:
 
 
 def capture(*, epoch: int, done: bool, model, opt, sched, gen: torch.Generator, rng: np.random.Generator,
-            best: float, best_state: dict, since: int, history: list[dict]) -> dict:
-    """The training state after ``epoch`` (``done``: early stopping or the last epoch ended the loop)."""
-    return {"gclf_resume": STATE_VERSION, "epoch": epoch, "done": done,
+            best: float, best_state: dict, since: int, history: list[dict], ema: dict | None = None) -> dict:
+    """The training state after ``epoch`` (``done``: early stopping or the last epoch ended the loop);
+    ``ema``: the weight average's state (:class:`gclf.train.fit.WeightEMA`), when training keeps one."""
+    return {"ema": ema, "gclf_resume": STATE_VERSION, "epoch": epoch, "done": done,
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "best_state": {k: v.detach().cpu().clone() for k, v in best_state.items()},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
