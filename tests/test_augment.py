@@ -10,7 +10,7 @@ from gclf.data.augment import (AugmentConfig, add_noise, augmented_mfcc, band_li
                                synthetic_noise)
 from gclf.data.features import FeatureConfig, UtteranceFeatures, mfcc
 from gclf.data.store import FrameRef
-from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch, view_array
+from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch, mix_batch, view_array
 
 from .conftest import tone
 
@@ -165,3 +165,33 @@ def test_int_frontend_views_are_its_float_mirror_not_librosa(librosa_warm):
     assert np.abs(mfcc(a, FC) - frames).max() > 1.0           # what the views were before: librosa's features
     shifted = augmented_mfcc(a, fc, AugmentConfig(copies=1, pitch=(1.4, 1.4)), np.random.default_rng(0))
     assert shifted.shape == frames.shape and np.abs(shifted - frames).mean() > 0.5
+
+
+def test_mix_batch_is_a_seeded_convex_pairing():
+    x = torch.randn(16, 40, 51)
+    y1, p1, lam1 = mix_batch(x, 0.4, torch.Generator().manual_seed(3))
+    y2, p2, lam2 = mix_batch(x, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(y1, y2) and torch.equal(p1, p2) and lam1 == lam2 and 0.0 <= lam1 <= 1.0
+    assert sorted(p1.tolist()) == list(range(16))             # a pairing: every window is used once
+    torch.testing.assert_close(y1, lam1 * x + (1 - lam1) * x[p1])
+    _, _, lam3 = mix_batch(x, 0.4, torch.Generator().manual_seed(4))
+    assert lam3 != lam1                                       # lam is drawn, not fixed
+
+
+def test_mixup_changes_training_only_when_on():
+    from gclf.graph.models import build_graph
+    from gclf.backends.torch_float import GraphNet
+    from gclf.train.fit import TrainConfig, _epoch
+
+    g = build_graph("cnn1d", {"n_frames": 20}, classes=tuple("abc"))
+    x, y = torch.randn(32, 40, 20), torch.randint(0, 3, (32,))
+
+    def one_epoch(cfg: TrainConfig) -> torch.Tensor:
+        torch.manual_seed(0)
+        m = GraphNet(g)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+        _epoch(m, x, y, opt, cfg, torch.Generator().manual_seed(0))
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    off, off2, on = one_epoch(TrainConfig()), one_epoch(TrainConfig()), one_epoch(TrainConfig(mixup=0.4))
+    assert torch.equal(off, off2) and not torch.equal(off, on)
