@@ -184,14 +184,17 @@ def test_mixup_changes_training_only_when_on():
     from gclf.train.fit import TrainConfig, _epoch
 
     g = build_graph("cnn1d", {"n_frames": 20}, classes=tuple("abc"))
-    x, y = torch.randn(32, 40, 20), torch.randint(0, 3, (32,))
+    x, y = torch.randn(160, 40, 20), torch.randint(0, 3, (160,))    # several batches of 64
 
-    def one_epoch(cfg: TrainConfig) -> torch.Tensor:
+    def one_epoch(cfg: TrainConfig) -> tuple[torch.Tensor, float]:
         torch.manual_seed(0)
         m = GraphNet(g)
         opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
-        _epoch(m, x, y, opt, cfg, torch.Generator().manual_seed(0))
-        return torch.cat([p.detach().flatten() for p in m.parameters()])
+        loss, _ = _epoch(m, x, y, opt, cfg, torch.Generator().manual_seed(0))
+        return torch.cat([p.detach().flatten() for p in m.parameters()]), loss
 
-    off, off2, on = one_epoch(TrainConfig()), one_epoch(TrainConfig()), one_epoch(TrainConfig(mixup=0.4))
+    (off, l_off), (off2, _), (on, l_on) = (one_epoch(TrainConfig()), one_epoch(TrainConfig()),
+                                           one_epoch(TrainConfig(mixup=0.4)))
     assert torch.equal(off, off2) and not torch.equal(off, on)
+    assert np.isfinite(l_on) and torch.isfinite(on).all()     # every batch trained (none empty), no NaN
+    assert abs(l_on - l_off) < 1.0                            # a mixed loss of the same order, not a blow-up

@@ -102,11 +102,11 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
             noise = tcfg.feature_noise * torch.randn(xb.shape, generator=gen)
             xb = xb + (noise if dev.type == "cpu" else noise.to(dev)) / model.input_norm().scale[:, None]
         if tcfg.mixup > 0:
-            xb, perm, lam = mix_batch(xb, tcfg.mixup, gen)
+            xb, pair, lam = mix_batch(xb, tcfg.mixup, gen)
         logits = model(xb) if loss_fn is None else loss_fn(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=tcfg.label_smoothing)
         if tcfg.mixup > 0:
-            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits.float(), yb[perm.to(yb.device)],
+            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits.float(), yb[pair.to(yb.device)],
                                                               label_smoothing=tcfg.label_smoothing)
         opt.zero_grad()
         loss.backward()
