@@ -10,7 +10,7 @@ from gclf.data.augment import (AugmentConfig, add_noise, augmented_mfcc, band_li
                                synthetic_noise)
 from gclf.data.features import FeatureConfig, UtteranceFeatures, mfcc
 from gclf.data.store import FrameRef
-from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch, view_array
+from gclf.train.augment import AugmentedUtterance, add_views, epoch_utterances, mask_batch, mix_batch, view_array
 
 from .conftest import tone
 
@@ -204,3 +204,36 @@ def test_pitch_class_moves_each_class_by_its_own_range():
     down = augmented_mfcc(a, FC, AugmentConfig(copies=1, pitch=(0.8, 0.8)), np.random.default_rng(3))
     assert np.array_equal(male, up) and np.array_equal(female, down) and not np.array_equal(up, down)
     assert AugmentConfig.from_dict({"copies": 1, "pitch_class": [["M", 1, 1.6]]}).pitch_class == (("M", 1.0, 1.6),)
+
+
+def test_mix_batch_is_a_seeded_convex_pairing():
+    x = torch.randn(16, 40, 51)
+    y1, p1, lam1 = mix_batch(x, 0.4, torch.Generator().manual_seed(3))
+    y2, p2, lam2 = mix_batch(x, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(y1, y2) and torch.equal(p1, p2) and lam1 == lam2 and 0.0 <= lam1 <= 1.0
+    assert sorted(p1.tolist()) == list(range(16))             # a pairing: every window is used once
+    torch.testing.assert_close(y1, lam1 * x + (1 - lam1) * x[p1])
+    _, _, lam3 = mix_batch(x, 0.4, torch.Generator().manual_seed(4))
+    assert lam3 != lam1                                       # lam is drawn, not fixed
+
+
+def test_mixup_changes_training_only_when_on():
+    from gclf.graph.models import build_graph
+    from gclf.backends.torch_float import GraphNet
+    from gclf.train.fit import TrainConfig, _epoch
+
+    g = build_graph("cnn1d", {"n_frames": 20}, classes=tuple("abc"))
+    x, y = torch.randn(160, 40, 20), torch.randint(0, 3, (160,))    # several batches of 64
+
+    def one_epoch(cfg: TrainConfig) -> tuple[torch.Tensor, float]:
+        torch.manual_seed(0)
+        m = GraphNet(g)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+        loss, _ = _epoch(m, x, y, opt, cfg, torch.Generator().manual_seed(0))
+        return torch.cat([p.detach().flatten() for p in m.parameters()]), loss
+
+    (off, l_off), (off2, _), (on, l_on) = (one_epoch(TrainConfig()), one_epoch(TrainConfig()),
+                                           one_epoch(TrainConfig(mixup=0.4)))
+    assert torch.equal(off, off2) and not torch.equal(off, on)
+    assert np.isfinite(l_on) and torch.isfinite(on).all()     # every batch trained (none empty), no NaN
+    assert abs(l_on - l_off) < 1.0                            # a mixed loss of the same order, not a blow-up

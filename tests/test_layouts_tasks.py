@@ -245,5 +245,8 @@ def test_task_recipes_and_windows():
             assert f.window_frames == (16000 if g.input_kind == "audio" else 51)
     assert (recipe_for("keyword").arch, recipe_for("digit").arch) == ("cnn1d", "cnn1d")   # best measured
     assert task_graph("digit")[1].min_seconds < 0.5                 # FSDD's shortest digits are kept
+    d, other = recipe_for("digit"), recipe_for("digit", "cnn2d")     # the default's own recipe (README figures)
+    assert (d.augment.copies, d.augment.p_augmented, d.train["epochs"]) == (8, 0.75, 60)
+    assert (other.augment.copies, other.augment.p_augmented, other.train["epochs"]) == (4, 0.5, 30)
     with pytest.raises(GclfError, match="unknown architecture"):
         recipe_for("keyword", "transformer")

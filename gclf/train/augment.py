@@ -189,3 +189,13 @@ def mask_batch(x: torch.Tensor, acfg: AugmentConfig, gen: torch.Generator) -> to
         s = (torch.rand(b, 1, generator=gen) * (c - w + 1)).long()
         keep &= ~((ar_c >= s) & (ar_c < s + w))[:, :, None]
     return torch.where(keep, x, mean)
+
+
+def mix_batch(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup on a batch of windows: ``lam x + (1 - lam) x[perm]`` with ``lam ~ Beta(alpha, alpha)`` (one per
+    batch) and ``perm`` a random pairing; returns (mixed windows, perm, lam). The loss is then
+    ``lam CE(y) + (1 - lam) CE(y[perm])``. Draws only from ``gen``."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], generator=gen)
+    return lam * x + (1.0 - lam) * x[perm], perm, lam

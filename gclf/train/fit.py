@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from gclf.data.augment import AugmentConfig
 from gclf.data.corpus import speaker_folds, split_validation
 from gclf.data.dataset import eval_windows, random_windows, select
-from gclf.train.augment import epoch_utterances, mask_batch
+from gclf.train.augment import epoch_utterances, mask_batch, mix_batch
 from gclf.train.evaluate import evaluate, torch_prob_fn
 from gclf.train.resume import Checkpointing, capture, load_state, restore, save_state
 from gclf.data.features import FeatureConfig, UtteranceFeatures
@@ -37,6 +37,7 @@ class TrainConfig:
     val_fraction: float = 0.15  # training speakers held out for early stopping
     feature_noise: float = 0.1  # std of Gaussian noise added to normalised features
     label_smoothing: float = 0.05
+    mixup: float = 0.0          # mixup's Beta(a, a) parameter (train.augment.mix_batch); 0: off, nothing drawn
     min_windows: int = 1024     # an epoch samples at least this many windows (small corpora)
     folds: int = 5
     seed: int = 0
@@ -139,8 +140,13 @@ def _epoch(model, x, y, opt, tcfg: TrainConfig, gen: torch.Generator, loss_fn=No
         if tcfg.feature_noise > 0:  # noise in normalised units: divide by InputNorm's scale
             noise = tcfg.feature_noise * torch.randn(xb.shape, generator=gen)
             xb = xb + (noise if dev.type == "cpu" else noise.to(dev)) / model.input_norm().scale[:, None]
+        if tcfg.mixup > 0:
+            xb, pair, lam = mix_batch(xb, tcfg.mixup, gen)
         logits = model(xb) if loss_fn is None else loss_fn(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=tcfg.label_smoothing)
+        if tcfg.mixup > 0:
+            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits.float(), yb[pair.to(yb.device)],
+                                                              label_smoothing=tcfg.label_smoothing)
         opt.zero_grad()
         loss.backward()
         opt.step()
