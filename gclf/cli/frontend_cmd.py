@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from gclf.cli.common import CONTEXT, emit_json, json_option
+from gclf.frontend.config import FLOORS
 
 
 def _print(r: dict) -> None:
@@ -30,7 +31,7 @@ def _print(r: dict) -> None:
                    "numpy integer reference.")
 @click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="host", show_default=True,
               help="cortex-m4: also run on qemu-system-arm -M mps2-an386, compare, count instructions per frame.")
-@click.option("--floor", type=click.Choice(["frame", "running", "running70"]), default="frame", show_default=True,
+@click.option("--floor", type=click.Choice(list(FLOORS)), default="frame", show_default=True,
               help="The log floor (gclf.frontend.config.FLOORS), as `gclf train --frontend int-<floor>` uses it. "
                    "A model's own front-end is exported by `gclf export-c` of that model.")
 @json_option
@@ -42,8 +43,6 @@ def export_frontend(out, prefix, verify, target, floor, as_json):
     from gclf.errors import GclfError
     from gclf.frontend import FrontendConfig
     from gclf.frontend.c import build_frontend_harness, generate_frontend_c, verify_frontend_c
-    from gclf.frontend.config import FLOORS
-
     cfg = FrontendConfig(**FLOORS[floor])
     r = {**generate_frontend_c(out, cfg, prefix), "config": cfg.as_dict(), "prefix": prefix}
     if verify:
