@@ -20,6 +20,7 @@ from gclf.graph.spec import QuantConfig
 from gclf.steps.api import observe_ranges
 
 INT = FeatureConfig(kind="int_mfcc")
+INT_EDGE = FeatureConfig(kind="int_mfcc", pad="edge")      # the digit task's padding
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,12 @@ def int_fixed(trained_run):
 def harness(int_fixed, cc, tmp_path_factory):
     model, spec = int_fixed
     return build_classifier_harness(tmp_path_factory.mktemp("cl"), cc, model, spec, INT, prefix="vc_")
+
+
+@pytest.fixture(scope="module")
+def harness_edge(int_fixed, cc, tmp_path_factory):
+    model, spec = int_fixed
+    return build_classifier_harness(tmp_path_factory.mktemp("cle"), cc, model, spec, INT_EDGE, prefix="ve_")
 
 
 def _clips():
@@ -71,6 +78,21 @@ def test_streaming_equals_the_whole_clip_call(harness, chunking):
         np.testing.assert_array_equal(streamed, whole)
         total = whole.sum(axis=0)
         assert counts["label"] == len(total) - 1 - int(np.argmax(total[::-1]))
+
+
+@pytest.mark.parametrize("seconds", [0.7, 0.31, 0.05, 98 * 320 / 16000])
+def test_edge_padded_short_clips_are_bit_exact_whole_and_streamed(int_fixed, harness_edge, seconds):
+    """A clip shorter than a window, centred between copies of its first and last frame (FeatureConfig.pad
+    "edge"): the C's frame index is pad_index's, whole-clip and streamed; it differs from the repeated clip."""
+    model, spec = int_fixed
+    pcm = speech("M", 12, seconds)
+    got, _ = run_classifier_c(harness_edge, pcm)
+    ref = IntegerReference(model, spec)
+    np.testing.assert_array_equal(got, clip_logits_int(pcm, ref, INT_EDGE))
+    streamed, _ = run_classifier_c(harness_edge, pcm, np.random.default_rng(3).integers(1, 700, 200))
+    np.testing.assert_array_equal(streamed, got)
+    if seconds in (0.7, 0.31):                         # padded speech: the repeated clip is another window
+        assert not np.array_equal(got, clip_logits_int(pcm, ref, INT))
 
 
 def test_two_prefixed_models_link_into_one_program(int_fixed, cc, tmp_path):

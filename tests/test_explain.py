@@ -1,6 +1,7 @@
 """`gclf explain`: the LRP rules (conservation where they promise it, each rule against a direct computation),
 the deletion check on a model trained on synthetic speech, utterance maps, and the command line."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from gclf.backends.torch_float import LSTMCell
 from gclf.checkpoint import build_float_model, load_checkpoint
-from gclf.data.features import FeatureConfig
+from gclf.data.features import FeatureConfig, cut_windows
 from gclf.data.pipeline import heldout_windows
 from gclf.errors import GclfError
 from gclf.explain.deletion import deletion_curve, delete_frames
@@ -150,6 +151,12 @@ def test_an_utterance_map_is_the_mean_of_its_windows_placed_on_its_frames(fold1)
     assert len(set(u.windows.target)) == 1                 # every window explains the utterance's label
     short = explain_utterance(model, m[:, :60], fcfg)     # shorter than a window: wrapped, still (C, 60)
     assert short.relevance.shape == (40, 60)
+    edge = replace(fcfg, pad="edge")                      # centred: the map puts each window frame on its frame
+    x, _, index = window_batch(m[:, :60], edge)
+    np.testing.assert_array_equal(x[0], cut_windows(m[:, :60], edge)[0])
+    assert index[0, 0] == 0 and index[0, -1] == 59 and index[0, 19 + 30] == 30
+    edged = explain_utterance(model, m[:, :60], edge)
+    assert edged.relevance.shape == (40, 60) and not np.allclose(edged.relevance, short.relevance)
 
 
 def _audio(synth_corpus):

@@ -1,7 +1,7 @@
 """Features: windows, cache keys, resume after interruption, restricted unpickling, bad inputs."""
 import os
 import pickle
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 from gclf.data.corpus import scan_corpus
 from gclf.errors import GclfError
 from gclf.data.features import (FeatureConfig, cache_dir_for, cut_windows, extract_corpus, load_cache, pad_frames,
-                           summarize, window_starts)
+                                pad_index, summarize, window_starts)
 from gclf.io import UnsafePickleError, atomic_pickle, safe_load_pickle
 
 from tests.conftest import tone, write_utt
@@ -34,6 +34,27 @@ def test_cut_windows_shape_and_padding_by_repetition():
     assert w.shape == (1, 40, 99)
     np.testing.assert_array_equal(w[0, :, 30:60], m)  # wrapped copy
     assert pad_frames(m, 10) is m
+    np.testing.assert_array_equal(pad_index(30, 99, "wrap"), np.arange(99) % 30)
+
+
+def test_edge_padding_centres_the_clip_between_its_first_and_last_frames():
+    m = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    w = cut_windows(m, replace(CFG, pad="edge"))
+    assert w.shape == (1, 40, 99)
+    left = (99 - 30) // 2                                          # 34 before, 35 after
+    np.testing.assert_array_equal(w[0, :, left:left + 30], m)
+    assert (w[0, :, :left] == m[:, :1]).all() and (w[0, :, left + 30:] == m[:, -1:]).all()
+    assert pad_index(1, 5, "edge").tolist() == [0] * 5 and pad_index(3, 6, "edge").tolist() == [0, 0, 1, 2, 2, 2]
+    assert pad_frames(m, 30, "edge") is m
+    with pytest.raises(GclfError, match="unknown padding"):
+        replace(CFG, pad="zero")
+
+
+def test_padding_is_not_part_of_the_cache_key(tiny_corpus):
+    """Windows are padded when cut, from the same cached frames: one cache for either padding."""
+    ident = scan_corpus(tiny_corpus).identity()
+    assert cache_dir_for(ident, replace(CFG, pad="edge"), "c") == cache_dir_for(ident, CFG, "c")
+    assert FeatureConfig.from_dict({k: v for k, v in asdict(CFG).items() if k != "pad"}).pad == "wrap"
 
 
 def test_every_config_field_changes_the_cache_key(tiny_corpus):

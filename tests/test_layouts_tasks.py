@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from gclf.checkpoint import load_checkpoint
 from gclf.cli import cli
 from gclf.data.corpus import load_audio, speaker_folds
 from gclf.data.features import FeatureConfig, UtteranceFeatures, cache_dir_for
@@ -223,6 +224,17 @@ def test_fsdd_train_learns_digits_on_unseen_speakers(tmp_path, librosa_warm):
                                                 "--no-final", "--workers", "1", "--json"])).stdout)
     assert len(r["folds"]) == 3 and all(f["speakers"] == 1 for f in r["folds"])
     assert r["accuracy_utterance_mean"] > 0.6, r                 # chance: 1/3
+    assert load_checkpoint(tmp_path / "run" / "fold1.pt")["feature_config"]["pad"] == "edge"   # the task's
+
+
+def test_train_pad_option_overrides_the_task_and_is_recorded(tmp_path, librosa_warm):
+    root = write_fsdd(tmp_path / "fsdd", speakers=("jackson", "theo"), reps=1)
+    _ok(CliRunner().invoke(cli, ["train", "--data", str(root), "--cache", str(tmp_path / "pkl"), "--out",
+                                 str(tmp_path / "run"), "--epochs", "1", "--no-augment", "--no-final",
+                                 "--workers", "1", "--pad", "wrap", "--json"]))
+    assert load_checkpoint(tmp_path / "run" / "fold1.pt")["feature_config"]["pad"] == "wrap"
+    r = CliRunner().invoke(cli, ["train", "--data", str(root), "--out", str(tmp_path / "r2"), "--pad", "zero"])
+    assert r.exit_code == 2 and "zero" in r.output and not (tmp_path / "r2").exists()
 
 
 def test_task_recipes_and_windows():
@@ -245,6 +257,8 @@ def test_task_recipes_and_windows():
             assert f.window_frames == (16000 if g.input_kind == "audio" else 51)
     assert (recipe_for("keyword").arch, recipe_for("digit").arch) == ("cnn1d", "cnn1d")   # best measured
     assert task_graph("digit")[1].min_seconds < 0.5                 # FSDD's shortest digits are kept
+    assert [task_graph(t)[1].pad for t in ("sex", "keyword", "digit")] == ["wrap", "wrap", "edge"]
+    assert all(task_graph("digit", a)[1].pad == "edge" for a in ARCHS)   # the task's, whatever the network
     d, other = recipe_for("digit"), recipe_for("digit", "cnn2d")     # the default's own recipe (README figures)
     assert (d.augment.copies, d.augment.p_augmented, d.train["epochs"]) == (8, 0.75, 60)
     assert (other.augment.copies, other.augment.p_augmented, other.train["epochs"]) == (4, 0.5, 30)

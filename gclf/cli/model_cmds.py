@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gclf.data.features import PADS
 from gclf.errors import GclfError
 from gclf.graph.models import ARCHS
 from gclf.cli.augment_opts import AUGMENT_KEYS, augment_config, augment_options
@@ -74,9 +75,13 @@ def _print_cv(r: dict) -> None:
 @workers_option
 @scheduler_option
 @frontend_option
+@click.option("--pad", type=click.Choice(PADS), default=None,
+              help="A clip shorter than the window: wrap (its frames repeated) or edge (centred between copies of "
+                   "its first and last frame). Default: the task's (edge for digits, whose clips are trimmed to "
+                   "the word; wrap otherwise).")
 @json_option
 def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, n_mfcc, seed, final, arch, task, layout, force,
-          config_file, resume, checkpoint_every, device, workers, scheduler, frontend, as_json, **aug):
+          config_file, resume, checkpoint_every, device, workers, scheduler, frontend, pad, as_json, **aug):
     """Train a network with k-fold cross-validation over speakers (test speakers never seen).
 
     --out must be empty or new: a run folder is one run (see manifest.json); --force replaces an old one,
@@ -113,6 +118,8 @@ def train(data, cache, out, folds, epochs, patience, lr, batch_size, ema, n_mfcc
         m_over = {**m_over, "n_mfcc": n_mfcc}
     graph, fcfg, recipe = task_graph(task, arch, m_over)
     fcfg = with_frontend(fcfg, frontend)
+    if pad is not None:
+        fcfg = replace(fcfg, pad=pad)
     if not (resume and (Path(out) / "manifest.json").is_file()):
         check_run_dir(out, force)           # refuse before any work, and before anything is deleted
     base = recipe.augment if fcfg.kind in ("mfcc", "int_mfcc", "audio") else AugmentConfig()

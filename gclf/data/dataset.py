@@ -13,8 +13,9 @@ class Windows:
     int, a slice, or an index array/tensor) stacks the chosen windows into a (n, n_mfcc, width) float32
     tensor, so only the windows asked for are ever in memory."""
 
-    def __init__(self, utts: list[UtteranceFeatures], utt_index: np.ndarray, starts: np.ndarray, width: int):
-        self.utts, self.utt_index, self.starts, self.width = utts, utt_index, starts, width
+    def __init__(self, utts: list[UtteranceFeatures], utt_index: np.ndarray, starts: np.ndarray, width: int,
+                 pad: str = "wrap"):
+        self.utts, self.utt_index, self.starts, self.width, self.pad = utts, utt_index, starts, width, pad
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -29,10 +30,10 @@ class Windows:
             u = self.utts[0] if self.utts else None
             channels = 0 if u is None else u.data.shape[0] if isinstance(u.data, np.ndarray) else u.data.channels
             return torch.empty((0, channels, self.width))
-        first = self.utts[self.utt_index[sel[0]]].window(self.starts[sel[0]], self.width)
+        first = self.utts[self.utt_index[sel[0]]].window(self.starts[sel[0]], self.width, self.pad)
         out = np.empty((len(sel), first.shape[0], self.width), dtype=np.float32)   # C order, always
         for k, (i, s) in enumerate(zip(self.utt_index[sel], self.starts[sel])):
-            out[k] = first if k == 0 else self.utts[i].window(s, self.width)
+            out[k] = first if k == 0 else self.utts[i].window(s, self.width, self.pad)
         return torch.from_numpy(out)
 
 
@@ -73,7 +74,7 @@ def eval_windows(utts: list[UtteranceFeatures], cfg: FeatureConfig) -> WindowSet
     idx_a = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
     starts_a = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
     y = torch.from_numpy(np.concatenate(ys) if ys else np.zeros(0, dtype=np.int64)).long()
-    return WindowSet(Windows(utts, idx_a, starts_a, cfg.window_frames), y, idx_a, utts)
+    return WindowSet(Windows(utts, idx_a, starts_a, cfg.window_frames, cfg.pad), y, idx_a, utts)
 
 
 def random_windows(utts: list[UtteranceFeatures], cfg: FeatureConfig, rng: np.random.Generator,
@@ -92,7 +93,7 @@ def random_windows(utts: list[UtteranceFeatures], cfg: FeatureConfig, rng: np.ra
         starts.append(s)
         idx.append(np.full(len(s), i))
         ys.append(np.full(len(s), u.label))
-    return (Windows(utts, np.concatenate(idx), np.concatenate(starts), w),
+    return (Windows(utts, np.concatenate(idx), np.concatenate(starts), w, cfg.pad),
             torch.from_numpy(np.concatenate(ys)).long())
 
 

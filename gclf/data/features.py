@@ -5,8 +5,9 @@ The cache folder is keyed by the corpus identity (its utterance ids and sexes, n
 parameter never reuses stale features, and a checkpoint finds its features after the audio has moved. One pickle per audio file, written atomically: an interrupted
 extract resumes by skipping the files already done (and redoing any whose size or mtime changed).
 
-Short clips: a clip of at least ``min_seconds`` but shorter than one window is padded to one window by
-repeating its frames (wrap); shorter ones are skipped and counted.
+Short clips: a clip of at least ``min_seconds`` but shorter than one window is padded to one window
+(:func:`pad_index`: its frames repeated, ``pad="wrap"``, or the clip centred between copies of its first and
+last frames, ``pad="edge"``); shorter ones are skipped and counted.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ CACHE_VERSION = 2   # 2: records carry the task's "label" (1: "sex")
 RECORD_KEYS = {"uid", "speaker", "label", "seconds", "mfcc"}   # what every cached file holds (extract_utterance)
 
 
+PADS = ("wrap", "edge")    # how a clip shorter than a window is padded (pad_index)
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = 16000   # Hz; audio at other rates is resampled
@@ -49,6 +53,8 @@ class FeatureConfig:
     mfcc_impl: str = "librosa"  # "librosa": librosa.feature.mfcc (the figures' features); "numpy": the same
                                 # definition vectorised (gclf.data.fastmfcc), faster, within its ATOL
     fe_floor: str = "frame"    # int_mfcc: the integer front-end's log floor, a name of gclf.frontend.config.FLOORS
+    pad: str = "wrap"          # a clip shorter than a window (PADS, pad_index): "wrap" repeats its frames; "edge"
+                               # centres it between copies of its first and last frame (trimmed digit clips)
 
     def key(self) -> str:
         d = asdict(self)
@@ -57,6 +63,7 @@ class FeatureConfig:
         if d["mfcc_impl"] == "librosa":    # ... and before `mfcc_impl` existed
             d.pop("mfcc_impl")
         d.pop("fe_floor")                  # part of the front-end's key below (int_mfcc); unused otherwise
+        d.pop("pad")                       # applied when windows are cut, not to the cached frames
         if self.kind == "int_mfcc":        # the integer front-end's definition is part of its identity
             from gclf.frontend.features import frontend_config
 
@@ -68,7 +75,11 @@ class FeatureConfig:
     def from_dict(cls, d: dict) -> "FeatureConfig":
         names = {f.name for f in fields(cls)}
         d = {"fe_floor": "frame", **d}     # configs written before fe_floor existed used the per-frame floor
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names})     # ... and before pad, "wrap"
+
+    def __post_init__(self) -> None:
+        if self.pad not in PADS:
+            raise GclfError(f"unknown padding {self.pad!r}: one of {', '.join(PADS)}")
 
 
 @lru_cache(maxsize=1)
@@ -136,17 +147,28 @@ def window_starts(n_frames: int, cfg: FeatureConfig) -> list[int]:
     return starts
 
 
-def pad_frames(m: np.ndarray, n: int) -> np.ndarray:
-    """Repeat the frames of ``m`` (wrap) until it has at least ``n`` frames."""
+def pad_index(n_frames: int, width: int, pad: str = "wrap") -> np.ndarray:
+    """Which frame of a clip of ``n_frames`` (< ``width``) each of a padded window's ``width`` frames is: the
+    one definition of padding (the generated C computes the same index, gclf.frontend). "wrap": t % n;
+    "edge": the clip centred, ``(width - n) // 2`` copies of frame 0 before it and copies of its last after."""
+    t = np.arange(width)
+    if pad == "wrap":
+        return t % n_frames
+    if pad == "edge":
+        return np.clip(t - (width - n_frames) // 2, 0, n_frames - 1)
+    raise GclfError(f"unknown padding {pad!r}: one of {', '.join(PADS)}")
+
+
+def pad_frames(m: np.ndarray, n: int, pad: str = "wrap") -> np.ndarray:
+    """``m`` padded to ``n`` frames as :func:`pad_index` says (unchanged when it has at least ``n``)."""
     if m.shape[1] >= n:
         return m
-    reps = -(-n // m.shape[1])
-    return np.tile(m, (1, reps))[:, :n]
+    return m[:, pad_index(m.shape[1], n, pad)]
 
 
 def cut_windows(m: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """(n_mfcc, T) -> (n_windows, n_mfcc, window_frames)."""
-    m = pad_frames(m, cfg.window_frames)
+    m = pad_frames(m, cfg.window_frames, cfg.pad)
     return np.stack([m[:, s:s + cfg.window_frames] for s in window_starts(m.shape[1], cfg)])
 
 
@@ -293,10 +315,10 @@ class UtteranceFeatures:
     def n_frames(self) -> int:
         return int(self.data.shape[1]) if isinstance(self.data, np.ndarray) else self.data.frames
 
-    def window(self, start: int, width: int) -> np.ndarray:
+    def window(self, start: int, width: int, pad: str = "wrap") -> np.ndarray:
         """Frames ``start .. start+width`` of the utterance padded as :func:`pad_frames` pads it, (n_mfcc, width)."""
         if self.n_frames < width or isinstance(self.data, np.ndarray):
-            return pad_frames(self.mfcc, width)[:, start:start + width]
+            return pad_frames(self.mfcc, width, pad)[:, start:start + width]
         return self.data.read(start, width).T
 
 

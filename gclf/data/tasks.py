@@ -22,6 +22,7 @@ class Task:
     window_seconds: float | None = None  # model window of MFCC models; None: the architecture's own (1.98 s)
     min_seconds: float = 0.5         # shorter clips are skipped (shorter than a window: padded)
     description: str = ""
+    pad: str = "wrap"                # how a clip shorter than a window is padded (FeatureConfig.pad)
 
     def index(self, label: str) -> int:
         """Class number of a label name (a one-line error for a label outside the task)."""
@@ -35,7 +36,10 @@ class Task:
 SEX = Task("sex", ("M", "F"), True, description="speaker sex; class 1 = female")
 KEYWORD = Task("keyword", KEYWORDS + ("_unknown_", "_silence_"), False, 1.0, 0.5,
                "Speech Commands' 12 classes: ten words, other words, background noise")
-DIGIT = Task("digit", tuple(str(d) for d in range(10)), False, 1.0, 0.1, "spoken digit 0-9")
+# digits: FSDD's clips are trimmed to the word (0.14-2.3 s, mostly 0.3-0.6 s): centred between copies of their
+# first and last frame rather than repeated. Leave-one-speaker-out, cnn1d float, seeds 0/1/2: 87.2 / 85.7 / 86.7 %
+# against 84.5 / 85.2 / 83.4 % repeated (README, per-task table)
+DIGIT = Task("digit", tuple(str(d) for d in range(10)), False, 1.0, 0.1, "spoken digit 0-9", pad="edge")
 # Common Voice's decades, as the Common Voice age-classification projects grouped them (10-19 ... 60-69, 70+)
 AGE = Task("age", ("teens", "twenties", "thirties", "fourties", "fifties", "sixties", "seventies+"), True,
            description="speaker's age group (Common Voice decades; seventies and older as one group)")

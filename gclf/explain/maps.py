@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from gclf.data.features import FeatureConfig, window_starts
+from gclf.data.features import FeatureConfig, pad_index, window_starts
 from gclf.explain.lrp import Explanation, explain_windows
 from gclf.explain.rules import LrpConfig
 
@@ -42,10 +42,10 @@ class UtteranceMap:
 
 def window_batch(mfcc: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(windows (W, C, w), starts (W,), frame index (W, w)) of an utterance, cut as :func:`cut_windows` cuts
-    them (a clip shorter than a window is repeated: its frame index wraps)."""
+    them (a clip shorter than a window is padded: its frame index is :func:`pad_index`'s)."""
     n, w = mfcc.shape[1], cfg.window_frames
     starts = np.asarray(window_starts(max(n, w), cfg))
-    index = (starts[:, None] + np.arange(w)[None, :]) % n
+    index = (starts[:, None] + np.arange(w)[None, :]) if n >= w else pad_index(n, w, cfg.pad)[None, :]
     return mfcc[:, index].transpose(1, 0, 2).astype(np.float32), starts, index
 
 

@@ -3,7 +3,7 @@ numpy integer path (:func:`clip_logits_int`) and as generated C (``<prefix>class
 ``<prefix>frontend.c/.h`` and ``<prefix>model.c/.h``) with a whole-clip call and a streaming API.
 
 Windows are cut as gclf cuts them (:func:`gclf.data.features.cut_windows`): the C reproduces
-``window_starts`` and ``pad_frames`` from a ring of one window of frames, so each frame is computed once.
+``window_starts`` and ``pad_index`` from a ring of one window of frames, so each frame is computed once.
 """
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def stream_state_bytes(fe_cfg, T: int, n_classes: int) -> int:
     return -(-off // 8) * 8
 
 
+def _pad_c(pad: str, T: int) -> dict:
+    """The C of :func:`gclf.data.features.pad_index` for ``pad``: the frame a padded window's frame t reads."""
+    if pad == "wrap":
+        return {"pad_doc": "its frames repeated: f % frames",
+                "pad_code": "    if (f >= st->frames)\n        f %= st->frames;"}
+    if pad == "edge":
+        return {"pad_doc": "the clip centred between copies of its first and last frame",
+                "pad_code": (f"    if (st->frames < {T}) {{\n"
+                             f"        f = t - ({T} - st->frames) / 2;\n"
+                             "        f = f < 0 ? 0 : f >= st->frames ? st->frames - 1 : f;\n    }")}
+    raise GclfError(f"no C for padding {pad!r}")
+
+
 def generate_classifier(out_dir: str | Path, model, spec, fcfg, prefix: str = "gclf_", source: str = "",
                         chain: str = "") -> dict:
     """Write the front-end, the network and the classifier C (``<prefix>*.c/.h``) into ``out_dir``."""
@@ -72,6 +85,7 @@ def generate_classifier(out_dir: str | Path, model, spec, fcfg, prefix: str = "g
               "cmn": int(p.cmn), "bias": _array(p.bias, 8), "mult": _array(p.mult, 8), "shift": _array(p.shift, 20),
               "classes": ", ".join(f"{i} = {c}" for i, c in enumerate(model.graph.classes)),
               "primitives": with_prefix(primitives_c(fmt.rounding), prefix)}
+    fields.update(_pad_c(fcfg.pad, T))
     fields["state_bytes"] = stream_state_bytes(fe_cfg, T, model.graph.n_classes)
     for name in ("classifier.c", "classifier.h"):
         written[prefix + name] = str(atomic_text(out / (prefix + name), _render(name + ".tmpl", fields)))

@@ -112,6 +112,6 @@ def task_graph(task: str | Task, arch: str | None = None,
     t, r = get_task(task), recipe_for(task, arch)
     graph = build_graph(r.arch, {**r.arch_config, **(arch_overrides or {})}, classes=t.classes)
     fcfg = feature_config(graph)
-    if t.min_seconds != fcfg.min_seconds:
-        fcfg = dataclasses.replace(fcfg, min_seconds=t.min_seconds)
+    if (t.min_seconds, t.pad) != (fcfg.min_seconds, fcfg.pad):
+        fcfg = dataclasses.replace(fcfg, min_seconds=t.min_seconds, pad=t.pad)
     return graph, fcfg, r
