@@ -17,21 +17,25 @@ from gclf.data.features import FeatureConfig
 from gclf.data.pipeline import heldout_or_none
 from gclf.graph.chain import check_order
 from gclf.steps.api import ApproxConfig, CompressConfig, approx_, compress_
+from gclf.train.augment import AugmentedUtterance, run_augment
 from gclf.train.evaluate import evaluate, torch_prob_fn
 from gclf.train.fit import TrainConfig, fit
 
 
 def finetune(model, ck: dict, utts, epochs: int, lr: float, seed: int, forward=None, **overrides) -> dict:
-    """Fine-tune on the fold's training speakers, early stopping on its validation speakers."""
+    """Fine-tune on the fold's training speakers, early stopping on its validation speakers; on their views too
+    when ``utts`` carry them (:func:`gclf.train.augment.run_views`, `--views`), with the run's augmentation."""
     if epochs <= 0:
-        return {"epochs_run": 0}
+        return {"epochs_run": 0, "views": False}
     split = ck["split"]
+    if any(isinstance(u, AugmentedUtterance) for u in utts):   # run_views: the views, taken as the run took them
+        overrides = {"augment": run_augment(ck), **overrides}
     torch.manual_seed(seed)
     tcfg = replace(TrainConfig(), epochs=epochs, lr=lr, patience=max(3, epochs // 2), **overrides)
     fcfg = FeatureConfig.from_dict(ck["feature_config"])
     hist = fit(model, select(utts, split["train_speakers"]), select(utts, split["val_speakers"]), fcfg, tcfg,
                seed=seed, forward=forward)
-    return {"epochs_run": hist["epochs_run"]}
+    return {"epochs_run": hist["epochs_run"], "views": "augment" in overrides}
 
 
 def accuracy(prob_model, test, classes) -> dict:

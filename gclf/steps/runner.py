@@ -26,12 +26,14 @@ def default_out(model_path: str | Path, suffix: str) -> Path:
 
 def apply_step(model_path: str | Path, out: str | Path | None, fn: StepFn, cache_root: str | Path = "pkl_data",
                on_fold: Callable[[int, dict], None] | None = None, write: bool = True,
-               data: str | Path | None = None, command: str | None = None, step_name: str = "step") -> dict:
+               data: str | Path | None = None, command: str | None = None, step_name: str = "step",
+               views: bool = False) -> dict:
     """Run ``fn`` on each fold checkpoint and on the run's ``final.pt`` (calibrated and fine-tuned on all its
     speakers, with the fold's recipe; it has no held-out speakers, so the figures are the folds'); write the
     new ones to ``out`` (same file names) with a manifest naming the source run as parent.
 
-    ``data``: where the run's corpus lies, read only when its features are not in the cache.
+    ``data``: where the run's corpus lies, read only when its features are not in the cache (and for ``views``).
+    ``views``: ``fn`` gets the utterances with the run's augmented views (:func:`gclf.train.augment.run_views`).
     """
     src = Path(model_path)
     man = check_run(src) if src.is_dir() else None
@@ -46,7 +48,12 @@ def apply_step(model_path: str | Path, out: str | Path | None, fn: StepFn, cache
                     command=command or f"gclf {step_name} --model {src} --out {out}")
     for i, p in enumerate(paths, start=1):
         ck = load_checkpoint(p)
-        utts = utts if utts is not None else features_for_checkpoint(ck, cache_root, data)
+        if utts is None:
+            utts = features_for_checkpoint(ck, cache_root, data)
+            if views:
+                from gclf.train.augment import run_views
+
+                utts = run_views(ck, utts, data, cache_root)
         if write and i == 1:          # inputs read: only now is a previous output replaced
             out = clear_step_dir(out, src)
             info["chain"] = [s["step"] for s in ck.get("chain", [])] + [step_name]
@@ -81,6 +88,8 @@ def mean_report(reports: list[dict]) -> dict:
     """Mean (and std for accuracies) over folds of every numeric field."""
     out = {}
     for key, v in reports[0].items():
+        if isinstance(v, bool) and all(r.get(key) is v for r in reports):
+            out[key] = v                                   # a flag of the step, e.g. views
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         raw = [r[key] for r in reports]
