@@ -60,3 +60,15 @@ def test_views_refuse_another_corpus_in_one_line(augmented_run, tmp_path, monkey
                           "--data", str(other), "--out", str(tmp / "c-wrong"), "--views"], monkeypatch, capsys)
     assert code == 2 and "not the corpus this model was trained on" in out.err
     assert len(out.err.strip().splitlines()) == 1 and not (tmp / "c-wrong").exists()
+
+
+def test_compress_says_whether_views_were_used(augmented_run, trained_run, tmp_path):
+    tmp, root = augmented_run
+    r = _ok(CliRunner().invoke(cli, ["compress", "--model", str(tmp / "run"), "--block", "2", "--finetune-epochs",
+                                     "1", "--cache", str(tmp / "pkl"), "--data", str(root), "--out",
+                                     str(tmp_path / "c"), "--views"]))
+    assert "(on the run's views too)" in r.output
+    plain_run, _ = trained_run                                   # trained without audio augmentation
+    r = _ok(CliRunner().invoke(cli, ["compress", "--model", str(plain_run), "--block", "2", "--finetune-epochs", "1",
+                                     "--out", str(tmp_path / "p"), "--views"]))
+    assert "had no audio augmentation" in r.output and "views too" not in r.output

@@ -204,7 +204,8 @@ def approx(model, sigmoid, tanh, finetune_epochs, lr, errors_only, sweep, out, v
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-cBLOCK]")
 @click.option("--views", is_flag=True,
               help="Fine-tune on the run's augmented views too, as it was trained (its augmentation and seed; "
-                   "reads the corpus audio from --data unless the run's views are cached). Keyword CNN-LSTM, "
+                   "reads the corpus audio from --data unless the run's views are cached; nothing when the run "
+                   "had no audio augmentation: the report's `views` says which). Keyword CNN-LSTM, "
                    "circulant k=2, 40 epochs: 82.5 % against 80.9 % without (README, per-task table).")
 @cache_option
 @step_data_option
@@ -241,7 +242,10 @@ def compress(model, block, layers, finetune_epochs, lr, sweep, out, views, cache
     click.echo(f"block {block}: parameters {r['params_before']:.0f} -> {r['params_after']:.0f} "
                f"({r['compression']:.2f}x), float32 bytes {r['bytes_before']:.0f} -> {r['bytes_after']:.0f}")
     click.echo(f"utterance accuracy {pct(r['accuracy_before'])} -> projected {pct(r['accuracy_projected'])} -> "
-               f"fine-tuned {pct(r['accuracy_after'])}; model: {r['model']}")
+               f"fine-tuned {pct(r['accuracy_after'])}" + (" (on the run's views too)" if r.get("views") else "")
+               + f"; model: {r['model']}")
+    if views and not r.get("views"):
+        click.echo("--views: the run had no audio augmentation, so it was fine-tuned on its clips only")
 
 
 COMMANDS = [compress, approx, quantize]
