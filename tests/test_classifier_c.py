@@ -146,6 +146,23 @@ def test_classifier_c_is_bit_exact_on_real_utterances(int_fixed, harness):
         np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), INT))
 
 
+@pytest.mark.realdata
+def test_edge_padded_c_is_bit_exact_on_real_digit_clips(int_fixed, harness_edge):
+    """FSDD's clips, trimmed to the word and shorter than the window: centred in C as in numpy, streamed too."""
+    from gclf.data.corpus import load_audio
+    from gclf.frontend.intref import pcm16
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
+    files = sorted(root.rglob("*.flac"))[::250]
+    if not files:
+        pytest.skip("fsdd is not present")
+    model, spec = int_fixed
+    for f in files:
+        pcm = pcm16(load_audio(f, 16000))
+        got, _ = run_classifier_c(harness_edge, pcm, [1000, 7, 333])
+        np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), INT_EDGE))
+
+
 @pytest.fixture(scope="module")
 def run_harness(int_fixed, cc, tmp_path_factory):
     """The same network behind the running-peak floor (``--frontend int-running``)."""
