@@ -131,36 +131,24 @@ int main(void) {{
 
 
 @pytest.mark.realdata
-def test_classifier_c_is_bit_exact_on_real_utterances(int_fixed, harness):
+@pytest.mark.parametrize("corpus, pick, fixture, fcfg", [
+    ("librispeech-251", slice(None, 5), "harness", INT),
+    ("fsdd", slice(None, None, 250), "harness_edge", INT_EDGE)])   # trimmed digit clips: centred, edge padding
+def test_classifier_c_is_bit_exact_on_real_utterances(int_fixed, request, corpus, pick, fixture, fcfg):
+    """Real speech through the C from PCM, streamed in odd chunks: bit-exact with the numpy integer path."""
     from gclf.data.corpus import load_audio
     from gclf.frontend.intref import pcm16
 
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "librispeech-251"
-    files = sorted(root.rglob("*.flac"))[:5]
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / corpus
+    files = sorted(root.rglob("*.flac"))[pick]
     if not files:
-        pytest.skip("librispeech-251 is not present")
+        pytest.skip(f"{corpus} is not present")
     model, spec = int_fixed
+    harness = request.getfixturevalue(fixture)
     for f in files:
         pcm = pcm16(load_audio(f, 16000))
         got, _ = run_classifier_c(harness, pcm, [1000, 7, 333])
-        np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), INT))
-
-
-@pytest.mark.realdata
-def test_edge_padded_c_is_bit_exact_on_real_digit_clips(int_fixed, harness_edge):
-    """FSDD's clips, trimmed to the word and shorter than the window: centred in C as in numpy, streamed too."""
-    from gclf.data.corpus import load_audio
-    from gclf.frontend.intref import pcm16
-
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
-    files = sorted(root.rglob("*.flac"))[::250]
-    if not files:
-        pytest.skip("fsdd is not present")
-    model, spec = int_fixed
-    for f in files:
-        pcm = pcm16(load_audio(f, 16000))
-        got, _ = run_classifier_c(harness_edge, pcm, [1000, 7, 333])
-        np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), INT_EDGE))
+        np.testing.assert_array_equal(got, clip_logits_int(pcm, IntegerReference(model, spec), fcfg))
 
 
 @pytest.fixture(scope="module")
