@@ -72,3 +72,13 @@ def test_compress_says_whether_views_were_used(augmented_run, trained_run, tmp_p
     r = _ok(CliRunner().invoke(cli, ["compress", "--model", str(plain_run), "--block", "2", "--finetune-epochs", "1",
                                      "--out", str(tmp_path / "p"), "--views"]))
     assert "had no audio augmentation" in r.output and "views too" not in r.output
+
+
+def test_quantize_qat_views(augmented_run):
+    tmp, root = augmented_run
+    args = ["quantize", "--model", str(tmp / "run"), "--bits", "4", "--act-bits", "8", "--qat-epochs", "1",
+            "--cache", str(tmp / "pkl"), "--data", str(root), "--json"]
+    with_views = json.loads(_ok(CliRunner().invoke(cli, [*args, "--views", "--out", str(tmp / "q-views")])).stdout)
+    without = json.loads(_ok(CliRunner().invoke(cli, [*args, "--out", str(tmp / "q-plain")])).stdout)
+    assert with_views["views"] is True and without["views"] is False
+    assert with_views["bit_exact_mismatches"] == 0

@@ -63,12 +63,15 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 @click.option("--sweep", is_flag=True, help="Table over bits 16,12,8,6,4,3,2 (activations at max(bits, 8)), "
                                             "post-training and with --qat-epochs (default 5 in a sweep); writes no checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="[default: MODEL-qBITS]")
+@click.option("--views", is_flag=True,
+              help="QAT also on the run's augmented views, as it was trained (see `gclf compress --help`); the "
+                   "calibration reads the clips only.")
 @cache_option
 @step_data_option
 @device_option
 @json_option
-def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out, cache,
-             data, device, as_json):
+def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_epochs, qat_lr, rounding, sweep, out,
+             views, cache, data, device, as_json):
     """Fixed-point weights, activations and LSTM state; accuracy from the integer reference.
 
     Activation ranges are calibrated on each fold's training speakers; accuracy is measured on its held-out
@@ -85,7 +88,7 @@ def quantize(model, bits, act_bits, bias_bits, weights_only, per_channel, qat_ep
         dest = out or default_out(model, f"-q{b}" + (f"a{a}" if a and a != b else "") + ("w" if weights_only else ""))
         return apply_step(model, dest, lambda ck, u: quantize_one(ck, u, cfg, qat, qat_lr, device=device), cache,
                           on_fold=_fold_echo(as_json or sweep), write=write, data=data or default_data(),
-                          command=command_line(), step_name="quantize")
+                          command=command_line(), step_name="quantize", views=views and qat > 0)
 
     if sweep:
         rows = []

@@ -72,8 +72,9 @@ def quantize_one(ck: dict, utts, qcfg: QuantConfig, qat_epochs: int = 0, qat_lr:
     final = acc_ptq
     model = fixed.model                 # batch norm folded (the model itself when it has none)
     if qat_epochs > 0:
-        finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0,
-                 device=device)
+        ft = finetune(model, ck, utts, qat_epochs, qat_lr, seed, forward=fixed.fakequant(), feature_noise=0.0,
+                      device=device)
+        report["views"] = ft["views"]
         fixed.qat_epochs = qat_epochs
         final, extra = measure_quantized(fixed, test, classes, check_exact)
     report.update({"accuracy_quantized": final["accuracy_utterance"],
