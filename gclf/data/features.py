@@ -35,6 +35,13 @@ RECORD_KEYS = {"uid", "speaker", "label", "seconds", "mfcc"}   # what every cach
 PADS = ("wrap", "edge")    # how a clip shorter than a window is padded (pad_index)
 
 
+def check_pad(pad: str) -> str:
+    """``pad`` if it names a padding of PADS, else a one-line error."""
+    if pad not in PADS:
+        raise GclfError(f"unknown padding {pad!r}: one of {', '.join(PADS)}")
+    return pad
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = 16000   # Hz; audio at other rates is resampled
@@ -78,8 +85,7 @@ class FeatureConfig:
         return cls(**{k: v for k, v in d.items() if k in names})     # ... and before pad, "wrap"
 
     def __post_init__(self) -> None:
-        if self.pad not in PADS:
-            raise GclfError(f"unknown padding {self.pad!r}: one of {', '.join(PADS)}")
+        check_pad(self.pad)
 
 
 @lru_cache(maxsize=1)
@@ -152,11 +158,9 @@ def pad_index(n_frames: int, width: int, pad: str = "wrap") -> np.ndarray:
     one definition of padding (the generated C computes the same index, gclf.frontend). "wrap": t % n;
     "edge": the clip centred, ``(width - n) // 2`` copies of frame 0 before it and copies of its last after."""
     t = np.arange(width)
-    if pad == "wrap":
+    if check_pad(pad) == "wrap":
         return t % n_frames
-    if pad == "edge":
-        return np.clip(t - (width - n_frames) // 2, 0, n_frames - 1)
-    raise GclfError(f"unknown padding {pad!r}: one of {', '.join(PADS)}")
+    return np.clip(t - (width - n_frames) // 2, 0, n_frames - 1)
 
 
 def pad_frames(m: np.ndarray, n: int, pad: str = "wrap") -> np.ndarray:

@@ -201,24 +201,29 @@ def mix_batch(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torc
     return lam * x + (1.0 - lam) * x[perm], perm, lam
 
 
-def run_augment(ck: dict) -> AugmentConfig:
-    """The augmentation of the run a checkpoint comes from (its chain's train step)."""
+def _run_train(ck: dict) -> dict:
+    """The TrainConfig (as saved) of the run a checkpoint comes from: its chain's train step; {} without one."""
     from gclf.checkpoint import chain_of
 
     chain = chain_of(ck)
-    return AugmentConfig.from_dict(chain[0].config.get("augment")) if chain else AugmentConfig()
+    return chain[0].config if chain else {}
 
 
-def run_views(ck: dict, utts: list[UtteranceFeatures], data: str | Path | None, cache_root: str | Path | None,
-              workers: int | None = None) -> list[UtteranceFeatures]:
+def run_augment(ck: dict) -> AugmentConfig:
+    """The augmentation of the run a checkpoint comes from (its chain's train step)."""
+    return AugmentConfig.from_dict(_run_train(ck).get("augment"))
+
+
+def run_views(ck: dict, utts: list[UtteranceFeatures], data: str | Path | None,
+              cache_root: str | Path | None) -> list[UtteranceFeatures]:
     """``utts`` with the augmented views the checkpoint's run trained on (its augmentation and seed: the run's
     cached views when they are there), for fine-tuning a step as the network was trained. Reads ``data``, which
     must be the run's corpus; the input unchanged when the run had no audio augmentation."""
-    from gclf.checkpoint import chain_of
     from gclf.data.layouts import scan_any
     from gclf.errors import GclfError
 
-    acfg = run_augment(ck)
+    train = _run_train(ck)
+    acfg = AugmentConfig.from_dict(train.get("augment"))
     if not acfg.audio_active:
         return utts
     ident = ck.get("corpus") if isinstance(ck.get("corpus"), dict) else {}
@@ -229,6 +234,5 @@ def run_views(ck: dict, utts: list[UtteranceFeatures], data: str | Path | None, 
         raise GclfError(f"{corpus.root} is not the corpus this model was trained on (its views are made from "
                         f"that corpus's audio): pass --data with it ({ident.get('name')}, {ident.get('utterances')} "
                         "utterances)")
-    seed = chain_of(ck)[0].config.get("seed", 0)
-    return add_views(utts, corpus.root, FeatureConfig.from_dict(ck["feature_config"]), acfg, seed, cache_root,
-                     workers, None, corpus.task, corpus.layout)
+    return add_views(utts, corpus.root, FeatureConfig.from_dict(ck["feature_config"]), acfg, train.get("seed", 0),
+                     cache_root, None, None, corpus.task, corpus.layout)
